@@ -1,0 +1,141 @@
+// The .mlm file format, version 1: the single source of truth for what is on disk.
+//
+// One self-contained little-endian file holds a model: its configuration, every weight, and the
+// tokenizer, so one file deploys. It is designed to be memory-mapped read-only and used in place:
+// the loader binds tensor views into the mapping, so no weight is copied or converted at load.
+//
+//   offset 0               FileHeader (kHeaderSize = 512 bytes)
+//   header.table_offset    TensorEntry[header.tensor_count] (kEntrySize = 128 bytes each)
+//   entry.offset ...       tensor data, each at a multiple of header.alignment (>= 64)
+//   header.file_size       end of file; nothing may follow
+//
+// The tokenizer is the tensor named "tokenizer" (dtype u8, rank 1): the serialized SentencePiece
+// model proto. Because the mmap base is page-aligned, file alignment is memory alignment.
+//
+// Compatibility. Readers check `version`: a file with a larger version than they know is refused
+// ("made by a newer mobilellm"). The version is bumped only for incompatible changes. Compatible
+// additions use the reserved fields, which writers zero and readers of older versions ignore;
+// new dtypes and layouts are compatible additions (an old reader refuses the unknown dtype by
+// name).
+//
+// Who checks what: the loader (src/loader.cpp) checks every field documented "checked"; the
+// converter writes them. `mobilellm info FILE --verify` also recomputes each tensor's CRC-32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mobilellm::format {
+
+inline constexpr char kMagic[4] = {'M', 'L', 'M', '1'};
+inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kHeaderSize = 512;
+inline constexpr uint32_t kEntrySize = 128;
+inline constexpr uint32_t kMinAlignment = 64;
+inline constexpr uint32_t kDefaultAlignment = 256;
+inline constexpr uint32_t kMaxRank = 4;
+inline constexpr size_t kMaxNameLength = 47;  // + NUL in TensorEntry::name
+inline constexpr const char* kTokenizerTensor = "tokenizer";
+
+// Element types. Values are stable on disk; gaps are room for the quantized types.
+enum class DType : uint32_t {
+  kF32 = 0,   // IEEE binary32
+  kF16 = 1,   // IEEE binary16
+  kBF16 = 2,  // bfloat16: the top 16 bits of a binary32
+  kU8 = 3,    // raw bytes (the tokenizer)
+  // 16..31 reserved for block-quantized weights (q8_0, q4_0), see TensorEntry::layout.
+};
+
+// How RoPE pairs the dimensions of a head. MobileLLM v1 was trained in HF code: kHalf.
+enum class RopeStyle : uint32_t {
+  kHalf = 0,         // HF rotate_half / GPT-NeoX: dimension i rotates with i + head_dim/2
+  kInterleaved = 1,  // Meta / GGML "normal": dimension 2i rotates with 2i + 1
+};
+
+enum class TokenizerKind : uint32_t {
+  kSentencePiece = 1,  // "tokenizer" tensor is a serialized sentencepiece ModelProto
+};
+
+// The model's hyper-parameters. All fields checked by ModelConfig::Validate (config.h).
+struct ConfigRecord {
+  uint32_t vocab_size;      // rows of token_embd, > 0; MobileLLM: 32000
+  uint32_t dim;             // residual width, > 0, == n_heads * head_dim
+  uint32_t ffn_dim;         // SwiGLU hidden width, > 0
+  uint32_t n_blocks;        // stored blocks (blk.0 .. blk.{n_blocks-1}), > 0
+  uint32_t n_repeat;        // times each block runs in a row: 1, or 2 for layer-shared (LS) models
+  uint32_t n_heads;         // query heads, > 0
+  uint32_t n_kv_heads;      // key/value heads, > 0, divides n_heads (GQA)
+  uint32_t head_dim;        // per head, even, > 0
+  uint32_t n_ctx;           // trained context length (max_position_embeddings), > 0
+  float rope_theta;         // RoPE base, > 0; MobileLLM: 10000
+  uint32_t rope_style;      // RopeStyle
+  float norm_eps;           // RMSNorm epsilon, > 0; MobileLLM: 1e-5
+  int32_t bos_id;           // beginning-of-sequence id, in [0, vocab_size); MobileLLM: 1
+  int32_t eos_id;           // end-of-sequence id, in [0, vocab_size); MobileLLM: 2
+  uint32_t tied_head;       // 1: logits = norm(h) @ token_embd^T; 0: an "output" tensor exists
+  uint32_t tokenizer_kind;  // TokenizerKind
+  uint32_t reserved[16];    // zero
+};
+static_assert(sizeof(ConfigRecord) == 128);
+
+struct FileHeader {
+  char magic[4];          // kMagic; checked, and GGUF / PyTorch / safetensors files named
+  uint32_t version;       // kVersion; checked: larger than ours is refused
+  uint32_t header_size;   // kHeaderSize; checked
+  uint32_t alignment;     // data alignment in bytes, a power of two >= kMinAlignment; checked
+  uint64_t file_size;     // total bytes; checked against the real size (truncation)
+  uint64_t table_offset;  // byte offset of the tensor table, >= header_size; checked
+  uint32_t tensor_count;  // entries in the table; checked to fit in the file
+  uint32_t entry_size;    // kEntrySize; checked
+  ConfigRecord config;    // checked by ModelConfig::Validate
+  char producer[64];      // NUL-terminated free text: tool and version that wrote the file
+  uint8_t reserved[kHeaderSize - 40 - sizeof(ConfigRecord) - 64];  // zero
+};
+static_assert(sizeof(FileHeader) == kHeaderSize);
+
+// One tensor. Shape is outermost first: a weight matrix is [out_features, in_features], row-major,
+// exactly as PyTorch stores nn.Linear.weight.
+struct TensorEntry {
+  char name[48];             // NUL-terminated, unique, [kMaxNameLength] chars at most; checked
+  uint32_t dtype;            // DType; checked
+  uint32_t layout;           // 0 = plain row-major; other values reserved for kernel-packed weights
+  uint32_t rank;             // 1..kMaxRank; checked
+  uint32_t reserved0;        // zero
+  uint64_t shape[kMaxRank];  // dims beyond rank are 0; checked against the config
+  uint64_t offset;  // from file start, multiple of header.alignment; checked in range, no overlap
+  uint64_t nbytes;  // == product(shape) * DTypeSize(dtype); checked
+  uint32_t crc32;   // CRC-32 (IEEE, zlib's) of the nbytes of data; checked by --verify
+  uint32_t reserved1[3];  // zero
+};
+static_assert(sizeof(TensorEntry) == kEntrySize);
+
+// Bytes per element, or 0 for a dtype this version does not know.
+constexpr size_t DTypeSize(uint32_t dtype) {
+  switch (static_cast<DType>(dtype)) {
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kU8:
+      return 1;
+  }
+  return 0;
+}
+
+constexpr const char* DTypeName(uint32_t dtype) {
+  switch (static_cast<DType>(dtype)) {
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kU8:
+      return "u8";
+  }
+  return "unknown";
+}
+
+}  // namespace mobilellm::format

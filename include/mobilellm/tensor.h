@@ -1,0 +1,96 @@
+// Tensor: a non-owning view of typed memory, plus the scalar fp16/bf16 conversions.
+//
+// A Tensor never owns or frees its data: weights point into the read-only file mapping,
+// activations into a Session's scratch arena. Shape is outermost first; rows are contiguous.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "mobilellm/format.h"
+
+namespace mobilellm {
+
+using format::DType;
+
+struct Tensor {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int rank = 0;
+  int64_t shape[format::kMaxRank] = {0, 0, 0, 0};
+
+  int64_t rows() const { return rank >= 2 ? shape[0] : 1; }
+  int64_t cols() const { return shape[rank - 1]; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= shape[i];
+    return n;
+  }
+  size_t row_bytes() const { return cols() * format::DTypeSize(uint32_t(dtype)); }
+  const uint8_t* row(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + r * row_bytes();
+  }
+  const float* f32() const { return static_cast<const float*>(data); }
+};
+
+inline uint32_t F32Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float BitsF32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// IEEE binary16 -> binary32, exact (subnormals, inf, NaN included).
+inline float F16ToF32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  if (exp == 0x1F) return BitsF32(sign | 0x7F800000u | (mant << 13));
+  if (exp != 0) return BitsF32(sign | ((exp + 112) << 23) | (mant << 13));
+  if (mant == 0) return BitsF32(sign);
+  int e = -1;  // subnormal: normalise
+  do {
+    mant <<= 1;
+    ++e;
+  } while ((mant & 0x400) == 0);
+  return BitsF32(sign | uint32_t(112 - e) << 23 | ((mant & 0x3FF) << 13));
+}
+
+// binary32 -> binary16, round to nearest even (what PyTorch's .half() does).
+inline uint16_t F32ToF16(float f) {
+  const uint32_t x = F32Bits(f);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const uint32_t abs = x & 0x7FFFFFFF;
+  if (abs >= 0x7F800000) return uint16_t(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
+  if (abs >= 0x477FF000) return uint16_t(sign | 0x7C00);  // rounds to >= 65520: overflow
+  if (abs < 0x38800000) {                                 // result is subnormal or zero
+    const int shift = 126 - int(abs >> 23);               // 14..
+    if (shift > 24) return uint16_t(sign);
+    const uint32_t mant = (abs & 0x7FFFFF) | 0x800000;
+    uint32_t h = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) ++h;
+    return uint16_t(sign | h);
+  }
+  uint32_t h = ((abs >> 13) - (112u << 10));
+  const uint32_t rem = abs & 0x1FFF;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
+  return uint16_t(sign | h);
+}
+
+inline float BF16ToF32(uint16_t b) {
+  return BitsF32(uint32_t(b) << 16);
+}
+
+// binary32 -> bfloat16, round to nearest even; NaN stays NaN.
+inline uint16_t F32ToBF16(float f) {
+  const uint32_t x = F32Bits(f);
+  if ((x & 0x7FFFFFFF) > 0x7F800000) return uint16_t((x >> 16) | 0x40);
+  return uint16_t((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
+}  // namespace mobilellm

@@ -1,0 +1,375 @@
+// ModelFile (mmap + validation) and ModelWriter (atomic writes) for the .mlm format (format.h).
+#include "mobilellm/model_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace mobilellm {
+
+using format::FileHeader;
+using format::TensorEntry;
+
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
+  std::vector<TensorSpec> t;
+  const int64_t d = c.dim, f = c.ffn_dim;
+  t.push_back({"token_embd", {c.vocab_size, d}, false});
+  for (int b = 0; b < c.n_blocks; ++b) {
+    const std::string p = "blk." + std::to_string(b) + ".";
+    t.push_back({p + "attn_norm", {d}, true});
+    t.push_back({p + "attn_q", {c.q_dim(), d}, false});
+    t.push_back({p + "attn_k", {c.kv_dim(), d}, false});
+    t.push_back({p + "attn_v", {c.kv_dim(), d}, false});
+    t.push_back({p + "attn_o", {d, c.q_dim()}, false});
+    t.push_back({p + "ffn_norm", {d}, true});
+    t.push_back({p + "ffn_gate", {f, d}, false});
+    t.push_back({p + "ffn_up", {f, d}, false});
+    t.push_back({p + "ffn_down", {d, f}, false});
+  }
+  t.push_back({"output_norm", {d}, true});
+  if (!c.tied_head) t.push_back({"output", {c.vocab_size, d}, false});
+  return t;
+}
+
+namespace {
+
+std::string ShapeString(const uint64_t* shape, int rank) {
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// What a file that is not .mlm looks like, to say what it is.
+std::string Identify(const uint8_t* p, uint64_t n) {
+  if (n >= 4 && std::memcmp(p, "GGUF", 4) == 0)
+    return " (is this a GGUF file? mobilellm reads .mlm files: convert the HF checkpoint with "
+           "mobilellm-convert)";
+  if (n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0)
+    return " (this looks like a PyTorch checkpoint, e.g. pytorch_model.bin: convert its directory "
+           "with mobilellm-convert)";
+  if (n >= 2 && p[0] == 0x80 && p[1] <= 5)
+    return " (this looks like a legacy PyTorch pickle: convert it with mobilellm-convert)";
+  if (n >= 10 && p[8] == '{' && p[9] == '"')
+    return " (this looks like a safetensors file: convert its directory with mobilellm-convert)";
+  return "";
+}
+
+std::string MagicString(const uint8_t* p, uint64_t n) {
+  std::string s;
+  for (uint64_t i = 0; i < std::min<uint64_t>(n, 4); ++i) {
+    if (p[i] >= 32 && p[i] < 127) {
+      s += char(p[i]);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", p[i]);
+      s += buf;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Options options) {
+  auto fail = [&](const std::string& what) { return Status::Error(path + ": " + what); };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(std::string("cannot open: ") + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail("not a regular file");
+  }
+  const uint64_t size = uint64_t(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return fail("file is empty: expected a .mlm model file");
+  }
+  int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+  if (options.preload) flags |= MAP_POPULATE;
+#endif
+  void* map = ::mmap(nullptr, size, PROT_READ, flags, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return fail(std::string("mmap failed: ") + std::strerror(errno));
+  if (options.preload) ::mlock(map, size);  // best effort: RLIMIT_MEMLOCK may refuse
+
+  std::unique_ptr<ModelFile> file(new ModelFile());
+  file->path_ = path;
+  file->base_ = static_cast<const uint8_t*>(map);
+  file->size_ = size;
+  const uint8_t* p = file->base_;
+
+  if (size < 4 || std::memcmp(p, format::kMagic, 4) != 0)
+    return fail("bad magic: expected 'MLM1', found '" + MagicString(p, size) + "'" +
+                Identify(p, size));
+  if (size < format::kHeaderSize)
+    return fail("truncated: file is " + std::to_string(size) + " bytes, shorter than the " +
+                std::to_string(format::kHeaderSize) + "-byte header");
+  const FileHeader& h = *reinterpret_cast<const FileHeader*>(p);
+  file->header_ = &h;
+  if (h.version == 0 || h.version > format::kVersion)
+    return fail("format version " + std::to_string(h.version) +
+                (h.version ? " was made by a newer mobilellm" : " is invalid") +
+                ": this build reads version " + std::to_string(format::kVersion));
+  if (h.header_size != format::kHeaderSize)
+    return fail("header_size: expected " + std::to_string(format::kHeaderSize) + ", found " +
+                std::to_string(h.header_size));
+  if (h.entry_size != format::kEntrySize)
+    return fail("entry_size: expected " + std::to_string(format::kEntrySize) + ", found " +
+                std::to_string(h.entry_size));
+  if (h.alignment < format::kMinAlignment || (h.alignment & (h.alignment - 1)) != 0)
+    return fail("alignment: expected a power of two >= 64, found " + std::to_string(h.alignment));
+  if (size < h.file_size)
+    return fail("truncated: header says " + std::to_string(h.file_size) + " bytes, file has " +
+                std::to_string(size));
+  if (size > h.file_size)
+    return fail("file has " + std::to_string(size) + " bytes, header says " +
+                std::to_string(h.file_size) + " (trailing data: not a file this tool wrote?)");
+
+  file->config_ = ModelConfig::FromRecord(h.config);
+  const ModelConfig& c = file->config_;
+  MOBILELLM_RETURN_IF_ERROR(c.Validate(path));
+  if (h.config.tokenizer_kind != uint32_t(format::TokenizerKind::kSentencePiece))
+    return fail("tokenizer_kind: expected 1 (sentencepiece), found " +
+                std::to_string(h.config.tokenizer_kind));
+
+  const uint64_t table_end = h.table_offset + uint64_t(h.tensor_count) * format::kEntrySize;
+  if (h.table_offset < format::kHeaderSize || h.tensor_count > (1u << 20) || table_end > size)
+    return fail("tensor table [" + std::to_string(h.table_offset) + ", " +
+                std::to_string(table_end) + ") lies outside the file (" + std::to_string(size) +
+                " bytes)");
+
+  std::vector<const TensorEntry*>& entries = file->entries_;
+  for (uint32_t i = 0; i < h.tensor_count; ++i) {
+    const TensorEntry& e = *reinterpret_cast<const TensorEntry*>(p + h.table_offset +
+                                                                 uint64_t(i) * format::kEntrySize);
+    const std::string idx = "tensor #" + std::to_string(i);
+    if (std::memchr(e.name, 0, sizeof(e.name)) == nullptr || e.name[0] == '\0')
+      return fail(idx + ": name is empty or not NUL-terminated");
+    const std::string name = idx + " '" + e.name + "'";
+    const size_t esize = format::DTypeSize(e.dtype);
+    if (esize == 0)
+      return fail(name + ": unknown dtype " + std::to_string(e.dtype) +
+                  " (expected f32, f16, bf16 or u8)");
+    if (e.layout != 0)
+      return fail(name + ": unknown layout " + std::to_string(e.layout) +
+                  " (expected 0, row-major)");
+    if (e.rank < 1 || e.rank > format::kMaxRank)
+      return fail(name + ": rank " + std::to_string(e.rank) + " not in 1..4");
+    uint64_t n = esize;
+    for (uint32_t d = 0; d < format::kMaxRank; ++d) {
+      if (d < e.rank && (e.shape[d] == 0 || e.shape[d] > size))
+        return fail(name + ": bad shape " + ShapeString(e.shape, e.rank));
+      if (d >= e.rank && e.shape[d] != 0)
+        return fail(name + ": shape has non-zero dims beyond its rank");
+      if (d < e.rank) {
+        if (n > size / e.shape[d])
+          return fail(name + ": shape " + ShapeString(e.shape, e.rank) +
+                      " is larger than the file");
+        n *= e.shape[d];
+      }
+    }
+    if (e.nbytes != n)
+      return fail(name + ": nbytes " + std::to_string(e.nbytes) + " does not match shape " +
+                  ShapeString(e.shape, e.rank) + " of " + format::DTypeName(e.dtype) + " (" +
+                  std::to_string(n) + ")");
+    if (e.offset % h.alignment != 0)
+      return fail(name + ": offset " + std::to_string(e.offset) +
+                  " is not a multiple of the alignment " + std::to_string(h.alignment));
+    if (e.offset < table_end || e.offset > size || e.nbytes > size - e.offset)
+      return fail(name + ": data [" + std::to_string(e.offset) + ", " +
+                  std::to_string(e.offset + e.nbytes) + ") lies outside the data region [" +
+                  std::to_string(table_end) + ", " + std::to_string(size) + ")");
+    for (const TensorEntry* other : entries)
+      if (std::strcmp(other->name, e.name) == 0)
+        return fail("duplicate tensor '" + std::string(e.name) + "'");
+    entries.push_back(&e);
+  }
+  std::vector<const TensorEntry*> by_offset = entries;
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](auto* a, auto* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i - 1]->offset + by_offset[i - 1]->nbytes > by_offset[i]->offset)
+      return fail("tensors '" + std::string(by_offset[i - 1]->name) + "' and '" +
+                  by_offset[i]->name + "' overlap");
+
+  // Every tensor the config implies, with its exact shape, and nothing else.
+  std::vector<TensorSpec> expected = ExpectedTensors(c);
+  expected.push_back({format::kTokenizerTensor, {0}, false});
+  for (const TensorSpec& spec : expected) {
+    const TensorEntry* e = file->Find(spec.name);
+    if (e == nullptr) return fail("missing tensor '" + spec.name + "'");
+    if (spec.name == format::kTokenizerTensor) {
+      if (e->dtype != uint32_t(DType::kU8) || e->rank != 1)
+        return fail("tensor 'tokenizer': expected u8 bytes of rank 1");
+      continue;
+    }
+    std::vector<uint64_t> shape(spec.shape.begin(), spec.shape.end());
+    if (e->rank != shape.size() || !std::equal(shape.begin(), shape.end(), e->shape))
+      return fail("tensor '" + spec.name + "': shape " + ShapeString(e->shape, e->rank) +
+                  " does not match the config, expected " +
+                  ShapeString(shape.data(), int(shape.size())));
+    const bool float_type = e->dtype == uint32_t(DType::kF32) ||
+                            e->dtype == uint32_t(DType::kF16) || e->dtype == uint32_t(DType::kBF16);
+    if (spec.is_norm ? e->dtype != uint32_t(DType::kF32) : !float_type)
+      return fail("tensor '" + spec.name + "': dtype " + format::DTypeName(e->dtype) +
+                  " not allowed (expected " + (spec.is_norm ? "f32" : "f32, f16 or bf16") + ")");
+  }
+  if (entries.size() != expected.size()) {
+    for (const TensorEntry* e : entries) {
+      const bool known = std::any_of(expected.begin(), expected.end(),
+                                     [&](const TensorSpec& s) { return s.name == e->name; });
+      if (!known) return fail("unexpected tensor '" + std::string(e->name) + "' for this config");
+    }
+  }
+  return file;
+}
+
+ModelFile::~ModelFile() {
+  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
+}
+
+const TensorEntry* ModelFile::Find(std::string_view name) const {
+  for (const TensorEntry* e : entries_)
+    if (name == e->name) return e;
+  return nullptr;
+}
+
+Tensor ModelFile::View(const TensorEntry& e) const {
+  Tensor t;
+  t.data = base_ + e.offset;
+  t.dtype = DType(e.dtype);
+  t.rank = int(e.rank);
+  for (uint32_t i = 0; i < e.rank; ++i) t.shape[i] = int64_t(e.shape[i]);
+  return t;
+}
+
+std::string_view ModelFile::Bytes(const TensorEntry& e) const {
+  return {reinterpret_cast<const char*>(base_ + e.offset), size_t(e.nbytes)};
+}
+
+Status ModelFile::Verify() const {
+  for (const TensorEntry* e : entries_) {
+    const uint32_t crc = Crc32(base_ + e->offset, e->nbytes);
+    if (crc != e->crc32) {
+      char buf[128];
+      std::snprintf(buf, sizeof(buf), "checksum mismatch in tensor '%s': expected %08x, found %08x",
+                    e->name, e->crc32, crc);
+      return Status::Error(path_ + ": " + buf + " (the file is corrupt)");
+    }
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+
+ModelWriter::ModelWriter(const ModelConfig& config, std::string producer, uint32_t alignment)
+    : config_(config), producer_(std::move(producer)), alignment_(alignment) {}
+
+void ModelWriter::Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill) {
+  tensors_.push_back({name, dtype, std::move(shape), std::move(fill)});
+}
+
+namespace {
+
+Status WriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& path) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, n, off_t(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return Status::Error(path + ": write failed: " + std::strerror(errno));
+    p += w, n -= size_t(w), offset += uint64_t(w);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status ModelWriter::Write(const std::string& path, bool overwrite, const Progress& progress) const {
+  MOBILELLM_RETURN_IF_ERROR(config_.Validate(path));
+  struct stat st;
+  if (!overwrite && ::stat(path.c_str(), &st) == 0)
+    return Status::Error(path + ": already exists (use --force to overwrite)");
+
+  // Layout: header, table, then data at aligned offsets in the order tensors were added.
+  const auto align = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
+  std::vector<TensorEntry> table(tensors_.size());
+  uint64_t offset = align(format::kHeaderSize + uint64_t(tensors_.size()) * format::kEntrySize);
+  uint64_t total = 0, max_bytes = 0;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const Pending& t = tensors_[i];
+    TensorEntry& e = table[i];
+    std::memset(&e, 0, sizeof(e));
+    if (t.name.size() > format::kMaxNameLength || t.shape.empty() ||
+        t.shape.size() > format::kMaxRank)
+      return Status::Error(path + ": cannot write tensor '" + t.name +
+                           "': name or rank out of range");
+    std::memcpy(e.name, t.name.data(), t.name.size());
+    e.dtype = uint32_t(t.dtype);
+    e.rank = uint32_t(t.shape.size());
+    uint64_t n = format::DTypeSize(e.dtype);
+    for (size_t d = 0; d < t.shape.size(); ++d) e.shape[d] = uint64_t(t.shape[d]), n *= e.shape[d];
+    e.nbytes = n;
+    e.offset = offset;
+    offset = align(offset + n);
+    total += n;
+    max_bytes = std::max(max_bytes, n);
+  }
+  const uint64_t file_size = table.empty() ? offset : table.back().offset + table.back().nbytes;
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Error(tmp + ": cannot create: " + std::strerror(errno));
+  auto abort = [&](Status s) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  if (::ftruncate(fd, off_t(file_size)) != 0)
+    return abort(Status::Error(tmp + ": cannot size the file: " + std::strerror(errno)));
+
+  std::vector<uint8_t> buf(max_bytes);
+  uint64_t done = 0;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    TensorEntry& e = table[i];
+    Status s = tensors_[i].fill(buf.data());
+    if (!s.ok()) return abort(s);
+    e.crc32 = Crc32(buf.data(), e.nbytes);
+    s = WriteAll(fd, buf.data(), e.nbytes, e.offset, tmp);
+    if (!s.ok()) return abort(s);
+    done += e.nbytes;
+    if (progress) progress(done, total);
+  }
+
+  FileHeader h;
+  std::memset(&h, 0, sizeof(h));
+  std::memcpy(h.magic, format::kMagic, 4);
+  h.version = format::kVersion;
+  h.header_size = format::kHeaderSize;
+  h.alignment = alignment_;
+  h.file_size = file_size;
+  h.table_offset = format::kHeaderSize;
+  h.tensor_count = uint32_t(table.size());
+  h.entry_size = format::kEntrySize;
+  h.config = config_.ToRecord();
+  std::snprintf(h.producer, sizeof(h.producer), "%s", producer_.c_str());
+  Status s = WriteAll(fd, table.data(), table.size() * sizeof(TensorEntry), h.table_offset, tmp);
+  if (s.ok()) s = WriteAll(fd, &h, sizeof(h), 0, tmp);
+  if (!s.ok()) return abort(s);
+  if (::fsync(fd) != 0)
+    return abort(Status::Error(tmp + ": fsync failed: " + std::strerror(errno)));
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string err = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return Status::Error(path + ": cannot rename the finished file into place: " + err);
+  }
+  return {};
+}
+
+}  // namespace mobilellm
