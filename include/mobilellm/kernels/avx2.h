@@ -1,0 +1,236 @@
+// AVX2 + FMA + F16C kernels. Included only by src/kernels/avx2.cpp, the one file compiled with
+// those flags, so the rest of the binary runs on any x86-64 CPU and this table is picked at run
+// time. Each function has its twin in ref.h; tests hold them together.
+#pragma once
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "kernels/avx2.h needs -mavx2 -mfma -mf16c"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "mobilellm/kernels/ref.h"
+
+namespace mobilellm::avx2 {
+
+inline float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float HMax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 weights at p + i as f32.
+template <DType kW>
+inline __m256 Load8(const void* p, int64_t i) {
+  if constexpr (kW == DType::kF32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (kW == DType::kF16) {
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    const __m128i b =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+  }
+}
+
+// exp(x) for x in [-87, 88], Cephes polynomial: relative error < 2e-7.
+inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// Tiles of 4 weight rows x 2 tokens: each weight vector loaded (and converted) once serves two
+// tokens, each activation vector serves four rows. Decode (1 token) runs the 4 x 1 tile.
+template <DType kW>
+void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r1, float* y,
+            int y_stride) {
+  const int k8 = cols & ~7;
+  int r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const int64_t w0 = int64_t(r) * cols;
+    int t = 0;
+    for (; t + 2 <= n_tokens; t += 2) {
+      const float* xa = x + int64_t(t) * cols;
+      const float* xb = xa + cols;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int k = 0; k < k8; k += 8) {
+        const __m256 va = _mm256_loadu_ps(xa + k), vb = _mm256_loadu_ps(xb + k);
+        const __m256 q0 = Load8<kW>(w, w0 + k), q1 = Load8<kW>(w, w0 + cols + k);
+        const __m256 q2 = Load8<kW>(w, w0 + 2 * cols + k), q3 = Load8<kW>(w, w0 + 3 * cols + k);
+        a0 = _mm256_fmadd_ps(q0, va, a0), b0 = _mm256_fmadd_ps(q0, vb, b0);
+        a1 = _mm256_fmadd_ps(q1, va, a1), b1 = _mm256_fmadd_ps(q1, vb, b1);
+        a2 = _mm256_fmadd_ps(q2, va, a2), b2 = _mm256_fmadd_ps(q2, vb, b2);
+        a3 = _mm256_fmadd_ps(q3, va, a3), b3 = _mm256_fmadd_ps(q3, vb, b3);
+      }
+      float sa[4] = {HSum(a0), HSum(a1), HSum(a2), HSum(a3)};
+      float sb[4] = {HSum(b0), HSum(b1), HSum(b2), HSum(b3)};
+      for (int k = k8; k < cols; ++k) {
+        for (int i = 0; i < 4; ++i) {
+          const float wv = ref::WeightAt<kW>(w, w0 + i * cols + k);
+          sa[i] += xa[k] * wv, sb[i] += xb[k] * wv;
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        y[int64_t(t) * y_stride + r + i] = sa[i];
+        y[int64_t(t + 1) * y_stride + r + i] = sb[i];
+      }
+    }
+    for (; t < n_tokens; ++t) {
+      const float* xa = x + int64_t(t) * cols;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int k = 0; k < k8; k += 8) {
+        const __m256 va = _mm256_loadu_ps(xa + k);
+        a0 = _mm256_fmadd_ps(Load8<kW>(w, w0 + k), va, a0);
+        a1 = _mm256_fmadd_ps(Load8<kW>(w, w0 + cols + k), va, a1);
+        a2 = _mm256_fmadd_ps(Load8<kW>(w, w0 + 2 * cols + k), va, a2);
+        a3 = _mm256_fmadd_ps(Load8<kW>(w, w0 + 3 * cols + k), va, a3);
+      }
+      float sa[4] = {HSum(a0), HSum(a1), HSum(a2), HSum(a3)};
+      for (int k = k8; k < cols; ++k) {
+        for (int i = 0; i < 4; ++i) sa[i] += xa[k] * ref::WeightAt<kW>(w, w0 + i * cols + k);
+      }
+      for (int i = 0; i < 4; ++i) y[int64_t(t) * y_stride + r + i] = sa[i];
+    }
+  }
+  for (; r < r1; ++r) {  // leftover rows, one at a time
+    const int64_t w0 = int64_t(r) * cols;
+    for (int t = 0; t < n_tokens; ++t) {
+      const float* xa = x + int64_t(t) * cols;
+      __m256 a0 = _mm256_setzero_ps();
+      for (int k = 0; k < k8; k += 8)
+        a0 = _mm256_fmadd_ps(Load8<kW>(w, w0 + k), _mm256_loadu_ps(xa + k), a0);
+      float s = HSum(a0);
+      for (int k = k8; k < cols; ++k) s += xa[k] * ref::WeightAt<kW>(w, w0 + k);
+      y[int64_t(t) * y_stride + r] = s;
+    }
+  }
+}
+
+template <DType kW>
+void RowToF32(const void* src, float* dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, Load8<kW>(src, i));
+  for (; i < n; ++i) dst[i] = ref::WeightAt<kW>(src, i);
+}
+
+inline float Dot(const float* x, const float* y, int n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+  }
+  for (; i + 8 <= n; i += 8)
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+  float s = HSum(_mm256_add_ps(a0, a1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out) {
+  const float inv = 1.0f / std::sqrt(Dot(x, x, n) / float(n) + eps);
+  const __m256 vinv = _mm256_set1_ps(inv);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(v, _mm256_loadu_ps(w + i)));
+  }
+  for (; i < n; ++i) out[i] = (x[i] * inv) * w[i];
+}
+
+inline void Softmax(float* x, int n) {
+  int i = 0;
+  __m256 vmax = _mm256_set1_ps(x[0]);
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  float max = HMax(vmax);
+  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
+  const __m256 m = _mm256_set1_ps(max);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = HSum(vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+  for (; i < n; ++i) x[i] *= inv;
+}
+
+inline void SiluMul(float* gate, const float* up, int n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 s =
+        _mm256_div_ps(g, _mm256_add_ps(one, Exp(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+  }
+  ref::SiluMul(gate + i, up + i, n - i);
+}
+
+inline void Add(float* y, const float* x, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+inline void Axpy(float a, const float* x, float* y, int n) {
+  const __m256 va = _mm256_set1_ps(a);
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
+                 uint32_t style) {
+  const int half = head_dim / 2;
+  if (style != uint32_t(format::RopeStyle::kHalf) || half % 8 != 0) {
+    ref::Rope(x, n_heads, head_dim, cos, sin, style);
+    return;
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int i = 0; i < half; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(v + i), x1 = _mm256_loadu_ps(v + i + half);
+      const __m256 c = _mm256_loadu_ps(cos + i), s = _mm256_loadu_ps(sin + i);
+      _mm256_storeu_ps(v + i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+      _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(x1, c, _mm256_mul_ps(x0, s)));
+    }
+  }
+}
+
+}  // namespace mobilellm::avx2

@@ -1,0 +1,46 @@
+// Picks the kernel table once: the best one the CPU supports, or the one MOBILELLM_ISA forces.
+#include <cstdlib>
+#include <string>
+
+#include "mobilellm/kernels.h"
+
+namespace mobilellm {
+
+extern const KernelTable kRefKernels;
+#if defined(MOBILELLM_HAVE_AVX2)
+extern const KernelTable kAvx2Kernels;
+#endif
+
+const std::vector<const KernelTable*>& AllKernelTables() {
+  static const std::vector<const KernelTable*> tables = {
+    &kRefKernels,
+#if defined(MOBILELLM_HAVE_AVX2)
+    &kAvx2Kernels,
+#endif
+  };
+  return tables;
+}
+
+const KernelTable& SelectKernels(std::string* error) {
+  const CpuFeatures& cpu = CpuFeatures::Get();
+  const KernelTable* best = AllKernelTables().front();
+  for (const KernelTable* t : AllKernelTables())
+    if (t->supported(cpu)) best = t;  // tables are listed slowest first
+  const char* forced = std::getenv("MOBILELLM_ISA");
+  if (forced == nullptr || *forced == '\0') return *best;
+  std::string known;
+  for (const KernelTable* t : AllKernelTables()) {
+    if (forced == std::string(t->name)) {
+      if (t->supported(cpu)) return *t;
+      if (error)
+      *error = std::string("MOBILELLM_ISA=") + forced + ": this CPU lacks " + t->requires;
+      return *best;
+    }
+    known += std::string(known.empty() ? "" : ", ") + t->name;
+  }
+  if (error)
+    *error = std::string("MOBILELLM_ISA=") + forced + ": unknown kernel table (have " + known + ")";
+  return *best;
+}
+
+}  // namespace mobilellm
