@@ -1,0 +1,143 @@
+// mobilellm: the public C++ API. The `mobilellm` CLI uses nothing else.
+//
+//   auto model = mobilellm::Model::Load("model.mlm");            // Result<shared_ptr<Model>>
+//   auto session = mobilellm::Session::Create(*model, {});       // its own KV cache
+//   mobilellm::GenerateOptions opt;  opt.max_tokens = 64;
+//   auto out = mobilellm::Generate(**session, (*model)->Tokenize("Once upon a time"), opt,
+//                                  [](std::string_view text, int) { fputs(...); return true; });
+//
+// Errors come back as Status/Result values; nothing here throws or aborts on bad input.
+// A Model is immutable and may be shared by many Sessions on many threads; a Session is used
+// by one thread at a time.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mobilellm/config.h"
+#include "mobilellm/kernels.h"
+#include "mobilellm/model_file.h"
+#include "mobilellm/status.h"
+
+namespace mobilellm {
+
+struct LoadOptions {
+  bool preload = false;  // fault in and mlock all weights at load (latency-critical apps)
+};
+
+class Model {
+ public:
+  static Result<std::shared_ptr<const Model>> Load(const std::string& path,
+                                                   const LoadOptions& options = {});
+  ~Model();
+
+  const ModelConfig& config() const;
+  const ModelFile& file() const;
+  const KernelTable& kernels() const;  // the table every Session of this model uses
+
+  // Text -> ids with SentencePiece; BOS (config().bos_id) first when add_bos.
+  std::vector<int> Tokenize(std::string_view text, bool add_bos = true) const;
+  // ids -> text exactly as SentencePiece decodes it (control tokens dropped).
+  std::string Detokenize(const std::vector<int>& ids) const;
+  // The bytes token `id` adds when streamed after other text: "▁" becomes a space, byte tokens
+  // their byte (possibly part of a UTF-8 sequence), control tokens nothing.
+  std::string TokenBytes(int id) const;
+  int tokenizer_size() const;
+
+  struct Weights;
+  const Weights& weights() const;
+
+ private:
+  Model();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SessionOptions {
+  int n_ctx = 0;            // KV-cache length in tokens; 0 = the model's trained context
+  int n_threads = 0;        // 0 = physical cores
+  int n_batch = 256;        // prompt tokens evaluated per forward pass
+  bool logits_all = false;  // keep logits for every token of an Evaluate call (perplexity)
+};
+
+class Session {
+ public:
+  static Result<std::unique_ptr<Session>> Create(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& options = {});
+  ~Session();
+
+  // Runs ids[0..n) at positions pos()..pos()+n-1, appending to the KV cache. Fails, changing
+  // nothing, if a token id is outside the vocabulary or the context would overflow.
+  Status Evaluate(const int* ids, int n);
+  Status Evaluate(const std::vector<int>& ids) { return Evaluate(ids.data(), int(ids.size())); }
+
+  const float* logits() const;  // [vocab_size] after the last evaluated token
+  // [vocab_size] after token i of the last Evaluate call; needs logits_all.
+  const float* logits_at(int i) const;
+  int pos() const;  // tokens in the KV cache
+  int n_ctx() const;
+  int n_threads() const;
+  void Reset();  // empties the KV cache
+  const Model& model() const;
+
+ private:
+  Session();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SamplerOptions {
+  float temperature = 0.8f;     // 0 = greedy (argmax)
+  int top_k = 40;               // 0 = off
+  float top_p = 0.95f;          // 1 = off
+  float min_p = 0.05f;          // 0 = off; drops tokens with p < min_p * p_max
+  float repeat_penalty = 1.0f;  // 1 = off; CTRL-style, over the last repeat_last_n tokens
+  int repeat_last_n = 64;
+  uint64_t seed = 0;
+};
+
+// Picks the next token from logits. Deterministic for a seed, on every platform.
+class Sampler {
+ public:
+  explicit Sampler(const SamplerOptions& options);
+  int Sample(const float* logits, int vocab_size, const std::vector<int>& history);
+
+ private:
+  SamplerOptions options_;
+  uint64_t state_;
+  std::vector<std::pair<float, int>> candidates_;
+  std::vector<float> scratch_;
+};
+
+enum class StopReason { kEos, kMaxTokens, kStopString, kContextFull, kCancelled, kCallback };
+const char* StopReasonName(StopReason r);
+
+struct GenerateOptions {
+  int max_tokens = 128;
+  SamplerOptions sampling;
+  std::vector<std::string> stop;              // stop when the output contains one (not printed)
+  const std::atomic<bool>* cancel = nullptr;  // checked before every token
+};
+
+struct GenerateResult {
+  std::vector<int> prompt_ids;
+  std::vector<int> ids;  // generated, EOS excluded
+  std::string text;      // exactly what was streamed
+  StopReason stop_reason = StopReason::kMaxTokens;
+  double prefill_ms = 0, decode_ms = 0;
+  int n_decoded = 0;  // forward passes after the prompt
+};
+
+// Streams valid UTF-8 text as it is produced: on_text(text, id) may be called with empty text
+// (an incomplete UTF-8 sequence, or text held back because it may start a stop string); return
+// false to stop. The prompt is evaluated from the session's current position.
+using TokenCallback = std::function<bool(std::string_view text, int id)>;
+Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt_ids,
+                                const GenerateOptions& options, const TokenCallback& on_text);
+
+}  // namespace mobilellm

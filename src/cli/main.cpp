@@ -1,0 +1,407 @@
+// mobilellm: the command-line front end. A thin client of include/mobilellm/mobilellm.h.
+//
+// Exit codes: 0 success, 1 runtime error (one line on stderr), 2 usage error.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "mobilellm/mobilellm.h"
+
+#ifndef MOBILELLM_SOURCE_DIR
+#define MOBILELLM_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using namespace mobilellm;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDemoModel = "demo-austen.mlm";
+std::atomic<bool> g_cancel{false};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "mobilellm: error: %s\n", message.c_str());
+  return 1;
+}
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string ExeDir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, size_t(n));
+  return path.substr(0, path.find_last_of('/'));
+}
+
+// The bundled demo model: next to the binary, in the install prefix, or in the source tree.
+std::string DefaultModel() {
+  const std::string exe = ExeDir();
+  for (const std::string& p : {exe + "/" + kDemoModel, exe + "/../share/mobilellm/" + kDemoModel,
+                               std::string(MOBILELLM_SOURCE_DIR) + "/models/" + kDemoModel}) {
+    if (::access(p.c_str(), R_OK) == 0) return p;
+  }
+  return "";
+}
+
+Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, bool verbose) {
+  if (path.empty()) {
+    path = DefaultModel();
+    if (path.empty())
+      return Status::Error(
+          std::string("no -m given and the bundled demo model (") + kDemoModel +
+          ") was not found next to the binary, in ../share/mobilellm or in models/");
+    if (verbose) std::fprintf(stderr, "model: %s (bundled demo)\n", path.c_str());
+  }
+  LoadOptions lo;
+  lo.preload = preload;
+  return Model::Load(path, lo);
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+void PrintKernelInfo(const Model& model, int threads) {
+  std::string why;
+  SelectKernels(&why);
+  if (!why.empty()) std::fprintf(stderr, "warning: %s\n", why.c_str());
+  std::fprintf(stderr, "kernels: %s (cpu: %s), threads: %d\n", model.kernels().name,
+               CpuFeatures::Get().ToString().c_str(), threads);
+}
+
+// ------------------------------------------------------------------------------------------ info
+
+struct InfoArgs {
+  std::string file;
+  bool verify = false;
+};
+
+int RunInfo(const InfoArgs& a) {
+  auto file = ModelFile::Open(a.file);
+  if (!file.ok()) return Fail(file.status().message());
+  const ModelFile& f = **file;
+  const ModelConfig& c = f.config();
+  std::map<std::string, std::pair<int, uint64_t>> by_dtype;
+  for (const auto* e : f.entries()) {
+    auto& d = by_dtype[format::DTypeName(e->dtype)];
+    d.first++, d.second += e->nbytes;
+  }
+  const auto* tok = f.Find(format::kTokenizerTensor);
+  std::printf("file:        %s (%.1f MiB, format v%u, alignment %u)\n", a.file.c_str(),
+              f.size() / 1048576.0, f.header().version, f.header().alignment);
+  std::printf("producer:    %s\n", f.header().producer);
+  std::printf(
+      "config:      vocab %d, dim %d, ffn %d, blocks %d x repeat %d = %d layers, heads %d (kv %d) "
+      "x %d,\n",
+      c.vocab_size, c.dim, c.ffn_dim, c.n_blocks, c.n_repeat, c.n_layers(), c.n_heads, c.n_kv_heads,
+      c.head_dim);
+  std::printf("             context %d, rope theta %g (%s), norm eps %g, bos %d, eos %d, head %s\n",
+              c.n_ctx, c.rope_theta,
+              c.rope_style == format::RopeStyle::kHalf ? "rotate_half" : "interleaved", c.norm_eps,
+              c.bos_id, c.eos_id, c.tied_head ? "tied to token_embd" : "separate output");
+  std::printf("parameters:  %.2fM stored, %.2fM effective (%lld / %lld)\n", c.StoredParams() / 1e6,
+              c.EffectiveParams() / 1e6, (long long)c.StoredParams(),
+              (long long)c.EffectiveParams());
+  std::printf("tensors:     %zu", f.entries().size());
+  for (const auto& [name, d] : by_dtype)
+    std::printf(", %s: %d (%.2f MiB)", name.c_str(), d.first, d.second / 1048576.0);
+  std::printf("\ntokenizer:   sentencepiece, %llu bytes\n", (unsigned long long)tok->nbytes);
+  if (a.verify) {
+    const auto t0 = Clock::now();
+    const Status s = f.Verify();
+    if (!s.ok()) return Fail(s.message());
+    std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(),
+                MsSince(t0));
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------- tokenize
+
+struct TokenizeArgs {
+  std::string model, prompt;
+  bool no_bos = false, pieces = false;
+};
+
+int RunTokenize(const TokenizeArgs& a) {
+  auto model = LoadModel(a.model, false, false);
+  if (!model.ok()) return Fail(model.status().message());
+  const std::vector<int> ids = (*model)->Tokenize(a.prompt, !a.no_bos);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (a.pieces) {
+      std::printf("%6d  '%s'\n", ids[i], (*model)->TokenBytes(ids[i]).c_str());
+    } else {
+      std::printf("%s%d", i ? " " : "", ids[i]);
+    }
+  }
+  if (!a.pieces) std::printf("\n");
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------- generate
+
+struct GenerateArgs {
+  std::string model, prompt, prompt_file;
+  bool prompt_given = false;
+  int n = 128, threads = 0, ctx = 0;
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
+  int top_k = 40, repeat_last_n = 64;
+  int64_t seed = -1;
+  std::vector<std::string> stop;
+  bool json = false, verbose = false, preload = false;
+};
+
+int RunGenerate(GenerateArgs& a) {
+  const auto t_start = Clock::now();
+  auto model_r = LoadModel(a.model, a.preload, a.verbose);
+  if (!model_r.ok()) return Fail(model_r.status().message());
+  std::shared_ptr<const Model> model = *model_r;
+
+  std::string prompt = a.prompt;
+  if (!a.prompt_file.empty()) {
+    if (!ReadFile(a.prompt_file, &prompt))
+      return Fail(a.prompt_file + ": cannot read the prompt file");
+  } else if (!a.prompt_given && !::isatty(STDIN_FILENO)) {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    prompt = ss.str();
+  }
+
+  SessionOptions so;
+  so.n_ctx = a.ctx;
+  so.n_threads = a.threads;
+  auto session_r = Session::Create(model, so);
+  if (!session_r.ok()) return Fail(session_r.status().message());
+  Session& session = **session_r;
+  const double load_ms = MsSince(t_start);
+  if (a.verbose) PrintKernelInfo(*model, session.n_threads());
+
+  GenerateOptions go;
+  go.max_tokens = a.n;
+  go.stop = a.stop;
+  go.cancel = &g_cancel;
+  go.sampling.temperature = a.temp, go.sampling.top_k = a.top_k, go.sampling.top_p = a.top_p;
+  go.sampling.min_p = a.min_p, go.sampling.repeat_penalty = a.repeat_penalty;
+  go.sampling.repeat_last_n = a.repeat_last_n;
+  go.sampling.seed = a.seed >= 0 ? uint64_t(a.seed) : std::random_device{}();
+  std::signal(SIGINT, [](int) { g_cancel.store(true); });
+
+  const std::vector<int> prompt_ids = model->Tokenize(prompt);
+  if (!a.json) {
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  auto result = Generate(session, prompt_ids, go, [&](std::string_view text, int) {
+    if (!a.json && !text.empty()) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  });
+  if (!result.ok()) return Fail(result.status().message());
+  const GenerateResult& r = *result;
+  const double prefill_tps = r.prefill_ms > 0 ? r.prompt_ids.size() * 1000.0 / r.prefill_ms : 0;
+  const double decode_tps =
+      r.decode_ms > 0 && r.n_decoded > 0 ? r.n_decoded * 1000.0 / r.decode_ms : 0;
+  if (r.stop_reason == StopReason::kContextFull)
+    std::fprintf(
+        stderr,
+        "\nnote: stopped at the end of the context (%d tokens); raise -c to generate more\n",
+        session.n_ctx());
+  if (a.json) {
+    nlohmann::json j = {{"prompt_ids", r.prompt_ids},
+                        {"ids", r.ids},
+                        {"text", r.text},
+                        {"stop_reason", StopReasonName(r.stop_reason)},
+                        {"kernels", model->kernels().name},
+                        {"threads", session.n_threads()},
+                        {"timings",
+                         {{"load_ms", load_ms},
+                          {"prefill_ms", r.prefill_ms},
+                          {"decode_ms", r.decode_ms},
+                          {"prefill_tokens_per_s", prefill_tps},
+                          {"decode_tokens_per_s", decode_tps}}}};
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+  }
+  std::fprintf(stderr,
+               "load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s | "
+               "stop: %s\n",
+               load_ms, r.prompt_ids.size(), prefill_tps, r.ids.size(), decode_tps,
+               StopReasonName(r.stop_reason));
+  return 0;
+}
+
+// ----------------------------------------------------------------------------------- perplexity
+
+struct PerplexityArgs {
+  std::string model, text_file;
+  int ctx = 256, threads = 0;
+  bool json = false, verbose = false;
+};
+
+int RunPerplexity(const PerplexityArgs& a) {
+  auto model_r = LoadModel(a.model, false, a.verbose);
+  if (!model_r.ok()) return Fail(model_r.status().message());
+  std::shared_ptr<const Model> model = *model_r;
+  std::string text;
+  if (!ReadFile(a.text_file, &text)) return Fail(a.text_file + ": cannot read the text file");
+  if (a.ctx < 2) return Fail("-c must be at least 2");
+  SessionOptions so;
+  so.n_ctx = a.ctx, so.n_batch = a.ctx, so.n_threads = a.threads, so.logits_all = true;
+  auto session_r = Session::Create(model, so);
+  if (!session_r.ok()) return Fail(session_r.status().message());
+  Session& s = **session_r;
+  if (a.verbose) PrintKernelInfo(*model, s.n_threads());
+
+  // Protocol (same as tools/demo/train.py): windows of ctx-1 tokens, each run as [BOS] + window,
+  // every window token scored given everything before it in the window.
+  const std::vector<int> ids = model->Tokenize(text, false);
+  if (ids.empty()) return Fail(a.text_file + ": no tokens in the text");
+  const int vocab = model->config().vocab_size, w = a.ctx - 1;
+  double nll = 0;
+  const auto t0 = Clock::now();
+  std::vector<int> window;
+  for (size_t start = 0; start < ids.size(); start += w) {
+    const size_t n = std::min<size_t>(w, ids.size() - start);
+    window.assign(1, model->config().bos_id);
+    window.insert(window.end(), ids.begin() + start, ids.begin() + start + n);
+    s.Reset();
+    const Status st = s.Evaluate(window);
+    if (!st.ok()) return Fail(st.message());
+    for (size_t i = 0; i < n; ++i) {
+      const float* l = s.logits_at(int(i));
+      double max = l[0], sum = 0;
+      for (int v = 1; v < vocab; ++v) max = std::max(max, double(l[v]));
+      for (int v = 0; v < vocab; ++v) sum += std::exp(double(l[v]) - max);
+      nll -= double(l[window[i + 1]]) - max - std::log(sum);
+    }
+    if (!a.json) std::fprintf(stderr, "\r%zu / %zu tokens", start + n, ids.size());
+  }
+  const double secs = MsSince(t0) / 1000.0, mean = nll / ids.size();
+  if (!a.json) std::fprintf(stderr, "\n");
+  if (a.json) {
+    nlohmann::json j = {{"tokens", ids.size()},
+                        {"ctx", a.ctx},
+                        {"mean_nll", mean},
+                        {"perplexity", std::exp(mean)},
+                        {"tokens_per_s", ids.size() / secs}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("tokens %zu, context %d: mean NLL %.6f, perplexity %.4f, %.1f tok/s\n", ids.size(),
+                a.ctx, mean, std::exp(mean), ids.size() / secs);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mobilellm: on-device inference for Meta's MobileLLM models.\n"
+      "Runs .mlm files made by mobilellm-convert; with no -m, uses the bundled demo model."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mobilellm 0.1.0");
+
+  GenerateArgs g;
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
+  gen->add_option("-m,--model", g.model, "Model file (.mlm); default: the bundled demo model");
+  gen->add_option("-p,--prompt", g.prompt, "Prompt text (else -f, else stdin if not a terminal)");
+  gen->add_option("-f,--file", g.prompt_file, "Read the prompt from this file")
+      ->check(CLI::ExistingFile);
+  gen->add_option("-n,--n-predict", g.n, "Tokens to generate at most")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--temp", g.temp, "Temperature; 0 = greedy")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-k", g.top_k, "Keep the k most likely tokens; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-p", g.top_p, "Nucleus sampling mass; 1 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--min-p", g.min_p, "Drop tokens below min-p * p(best); 0 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--repeat-penalty", g.repeat_penalty, "Penalty for recent tokens; 1 = off")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  gen->add_option("--repeat-last-n", g.repeat_last_n, "Tokens the repeat penalty looks back over")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--seed", g.seed, "Random seed; default: random")->check(CLI::NonNegativeNumber);
+  gen->add_option("-t,--threads", g.threads, "Threads; default: physical cores")
+      ->check(CLI::Range(1, 256));
+  gen->add_option("-c,--ctx", g.ctx, "Context length (KV cache); default: the model's")
+      ->check(CLI::Range(1, 1 << 20));
+  gen->add_option("--stop", g.stop, "Stop when this string is generated (repeatable)");
+  gen->add_flag("--json", g.json, "Print one JSON object (ids, text, timings) instead of the text");
+  gen->add_flag("--preload", g.preload, "Fault in and lock all weights at load");
+  gen->add_flag("-v,--verbose", g.verbose, "Print the kernel table, CPU features and threads");
+
+  TokenizeArgs tk;
+  auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text");
+  tok->add_option("-m,--model", tk.model, "Model file (.mlm); default: the bundled demo model");
+  tok->add_option("-p,--prompt", tk.prompt, "Text to tokenize")->required();
+  tok->add_flag("--no-bos", tk.no_bos, "Do not prepend BOS");
+  tok->add_flag("--pieces", tk.pieces, "One token per line with its text");
+
+  InfoArgs in;
+  auto* info = app.add_subcommand("info", "Describe a model file and check it");
+  info->add_option("file", in.file, "Model file (.mlm)")->required();
+  info->add_flag("--verify", in.verify, "Also recompute every tensor's checksum");
+
+  PerplexityArgs pp;
+  auto* ppl = app.add_subcommand("perplexity", "Perplexity of a model over a text file");
+  ppl->add_option("-m,--model", pp.model, "Model file (.mlm); default: the bundled demo model");
+  ppl->add_option("-f,--file", pp.text_file, "Text file")->required()->check(CLI::ExistingFile);
+  ppl->add_option("-c,--ctx", pp.ctx, "Window length in tokens, BOS included")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1 << 16));
+  ppl->add_option("-t,--threads", pp.threads, "Threads; default: physical cores")
+      ->check(CLI::Range(1, 256));
+  ppl->add_flag("--json", pp.json, "Print one JSON object");
+  ppl->add_flag("-v,--verbose", pp.verbose, "Print the kernel table, CPU features and threads");
+
+  try {
+    app.parse(argc, argv);
+    g.prompt_given = gen->count("--prompt") > 0;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(
+        stderr,
+        "mobilellm: usage error: %s\nRun 'mobilellm --help' or 'mobilellm SUBCOMMAND --help'.\n",
+        e.what());
+    return 2;
+  }
+  if (*gen) return RunGenerate(g);
+  if (*tok) return RunTokenize(tk);
+  if (*info) return RunInfo(in);
+  if (*ppl) return RunPerplexity(pp);
+  return 2;
+}

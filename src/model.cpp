@@ -1,0 +1,377 @@
+// Model (weights bound in place + tokenizer) and Session (KV cache + the forward pass).
+//
+// The forward pass reads like the PyTorch module in tools/mobilellm_torch.py. The one fact to
+// keep in mind: a layer-shared model runs each stored block n_repeat times in a row with the
+// same weights (never copied), and every logical layer l = b * n_repeat + r has its own slot in
+// the KV cache, because each pass sees different inputs.
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "mobilellm/mobilellm.h"
+#include "mobilellm/threadpool.h"
+
+namespace mobilellm {
+
+struct Model::Weights {
+  struct Block {
+    Tensor attn_norm;  // [dim] f32
+    Tensor attn_q;     // [n_heads * head_dim, dim]
+    Tensor attn_k;     // [n_kv_heads * head_dim, dim]
+    Tensor attn_v;     // [n_kv_heads * head_dim, dim]
+    Tensor attn_o;     // [dim, n_heads * head_dim]
+    Tensor ffn_norm;   // [dim] f32
+    Tensor ffn_gate;   // [ffn_dim, dim]
+    Tensor ffn_up;     // [ffn_dim, dim]
+    Tensor ffn_down;   // [dim, ffn_dim]
+  };
+  Tensor token_embd;          // [vocab_size, dim]
+  std::vector<Block> blocks;  // [n_blocks]: stored once, run n_repeat times each
+  Tensor output_norm;         // [dim] f32
+  Tensor output;              // [vocab_size, dim]: token_embd when the head is tied
+};
+
+struct Model::Impl {
+  std::unique_ptr<ModelFile> file;
+  Weights weights;
+  sentencepiece::SentencePieceProcessor sp;
+  const KernelTable* kernels = nullptr;
+};
+
+Model::Model() : impl_(new Impl) {}
+Model::~Model() = default;
+const ModelConfig& Model::config() const {
+  return impl_->file->config();
+}
+const ModelFile& Model::file() const {
+  return *impl_->file;
+}
+const KernelTable& Model::kernels() const {
+  return *impl_->kernels;
+}
+const Model::Weights& Model::weights() const {
+  return impl_->weights;
+}
+
+Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
+                                                 const LoadOptions& options) {
+  ModelFile::Options file_options;
+  file_options.preload = options.preload;
+  auto file = ModelFile::Open(path, file_options);
+  if (!file.ok()) return file.status();
+  std::shared_ptr<Model> model(new Model());
+  Impl& m = *model->impl_;
+  m.file = std::move(file).value();
+  m.kernels = &SelectKernels();
+
+  const ModelFile& f = *m.file;
+  auto view = [&](const std::string& name) {
+    return f.View(*f.Find(name));
+  };  // Open checked presence
+  Weights& w = m.weights;
+  w.token_embd = view("token_embd");
+  w.output_norm = view("output_norm");
+  w.output = f.config().tied_head ? w.token_embd : view("output");
+  for (int b = 0; b < f.config().n_blocks; ++b) {
+    const std::string p = "blk." + std::to_string(b) + ".";
+    w.blocks.push_back({view(p + "attn_norm"), view(p + "attn_q"), view(p + "attn_k"),
+                        view(p + "attn_v"), view(p + "attn_o"), view(p + "ffn_norm"),
+                        view(p + "ffn_gate"), view(p + "ffn_up"), view(p + "ffn_down")});
+  }
+
+  const std::string_view spm = f.Bytes(*f.Find(format::kTokenizerTensor));
+  const auto st = m.sp.LoadFromSerializedProto(spm);
+  if (!st.ok())
+    return Status::Error(path +
+                         ": tensor 'tokenizer' is not a SentencePiece model: " + st.ToString());
+  if (m.sp.GetPieceSize() > f.config().vocab_size)
+    return Status::Error(path + ": tokenizer has " + std::to_string(m.sp.GetPieceSize()) +
+                         " pieces, more than the model's vocab_size " +
+                         std::to_string(f.config().vocab_size));
+  return std::shared_ptr<const Model>(std::move(model));
+}
+
+std::vector<int> Model::Tokenize(std::string_view text, bool add_bos) const {
+  std::vector<int> ids;
+  if (add_bos) ids.push_back(config().bos_id);
+  std::vector<int> body;
+  impl_->sp.Encode(text, &body).IgnoreError();  // fails only when no model is loaded
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+std::string Model::Detokenize(const std::vector<int>& ids) const {
+  std::vector<int> valid;
+  for (int id : ids)
+    if (id >= 0 && id < impl_->sp.GetPieceSize()) valid.push_back(id);
+  std::string text;
+  impl_->sp.Decode(valid, &text).IgnoreError();
+  return text;
+}
+
+int Model::tokenizer_size() const {
+  return impl_->sp.GetPieceSize();
+}
+
+std::string Model::TokenBytes(int id) const {
+  const auto& sp = impl_->sp;
+  if (id < 0 || id >= sp.GetPieceSize() || sp.IsControl(id)) return "";
+  if (sp.IsUnknown(id)) return " \xE2\x81\x87 ";  // " ⁇ ", as SentencePiece decodes <unk>
+  const std::string piece = sp.IdToPiece(id);
+  if (sp.IsByte(id))
+    return std::string(1, char(std::strtol(piece.c_str() + 3, nullptr, 16)));  // "<0xAB>"
+  std::string out;
+  static const std::string kSpace = "\xE2\x96\x81";  // U+2581 "▁"
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, 3, kSpace) == 0) {
+      out += ' ', i += 3;
+    } else {
+      out += piece[i++];
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  const KernelTable* k = nullptr;
+  SessionOptions opt;
+  std::unique_ptr<ThreadPool> pool;
+  int pos = 0;
+  int last_n = 0;  // tokens in the last Evaluate call
+
+  // KV cache: one slot per logical layer.
+  std::vector<float> key_cache;           // [n_layers, n_ctx, kv_dim]
+  std::vector<float> value_cache;         // [n_layers, n_ctx, kv_dim]
+  std::vector<float> rope_cos, rope_sin;  // [n_ctx, head_dim / 2]
+
+  // Activations for up to n_batch tokens: allocated once, reused for every call.
+  std::vector<float> x;       // [n_batch, dim] residual stream
+  std::vector<float> xb;      // [n_batch, dim] normed input of a sublayer
+  std::vector<float> xb2;     // [n_batch, dim] sublayer output
+  std::vector<float> q;       // [n_batch, q_dim]
+  std::vector<float> att;     // [n_batch, q_dim] attention output
+  std::vector<float> hb;      // [n_batch, ffn_dim] gate, then silu(gate) * up
+  std::vector<float> hb2;     // [n_batch, ffn_dim] up
+  std::vector<float> scores;  // [n_threads, n_ctx]
+  std::vector<float> logits;  // [n_batch or 1, vocab_size]
+
+  float* KeyAt(int layer, int p) {
+    return &key_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim()];
+  }
+  float* ValueAt(int layer, int p) {
+    return &value_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim()];
+  }
+
+  struct MatmulJob {
+    const float* x;
+    const Tensor* w;
+    float* y;
+    int y_stride;
+  };
+  void Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs, bool silu_gate = false);
+  void Attention(int layer, int n_tokens, int pos0);
+  void Forward(const int* ids, int n, int pos0);
+};
+
+Session::Session() : impl_(new Impl) {}
+Session::~Session() = default;
+const float* Session::logits() const {
+  const int vocab = impl_->model->config().vocab_size;
+  return impl_->opt.logits_all ? &impl_->logits[size_t(std::max(0, impl_->last_n - 1)) * vocab]
+                               : impl_->logits.data();
+}
+const float* Session::logits_at(int i) const {
+  return impl_->opt.logits_all ? &impl_->logits[size_t(i) * impl_->model->config().vocab_size]
+                               : nullptr;
+}
+int Session::pos() const {
+  return impl_->pos;
+}
+int Session::n_ctx() const {
+  return impl_->opt.n_ctx;
+}
+int Session::n_threads() const {
+  return impl_->pool->size();
+}
+void Session::Reset() {
+  impl_->pos = 0, impl_->last_n = 0;
+}
+const Model& Session::model() const {
+  return *impl_->model;
+}
+
+Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& options) {
+  const ModelConfig& c = model->config();
+  SessionOptions o = options;
+  if (o.n_ctx <= 0) o.n_ctx = c.n_ctx;
+  if (o.n_threads <= 0) o.n_threads = PhysicalCores();
+  if (o.n_batch <= 0) o.n_batch = 256;
+  o.n_batch = std::min(o.n_batch, o.n_ctx);
+  if (o.n_ctx > (1 << 20))
+    return Status::Error("context " + std::to_string(o.n_ctx) + " is too large");
+  if (o.n_threads > 256) return Status::Error("at most 256 threads");
+
+  std::unique_ptr<Session> s(new Session());
+  Impl& m = *s->impl_;
+  m.model = std::move(model);
+  m.k = &m.model->kernels();
+  m.opt = o;
+  try {
+    const size_t kv = size_t(c.n_layers()) * o.n_ctx * c.kv_dim();
+    m.key_cache.assign(kv, 0.0f);
+    m.value_cache.assign(kv, 0.0f);
+    const int half = c.head_dim / 2;
+    m.rope_cos.resize(size_t(o.n_ctx) * half);
+    m.rope_sin.resize(size_t(o.n_ctx) * half);
+    for (int p = 0; p < o.n_ctx; ++p) {
+      for (int i = 0; i < half; ++i) {
+        // As HF computes it, in f32: inv_freq = 1 / theta^(2i / head_dim); angle = pos * inv_freq.
+        const float inv_freq = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.head_dim));
+        const float angle = float(p) * inv_freq;
+        m.rope_cos[size_t(p) * half + i] = std::cos(angle);
+        m.rope_sin[size_t(p) * half + i] = std::sin(angle);
+      }
+    }
+    const size_t b = size_t(o.n_batch);
+    m.x.resize(b * c.dim), m.xb.resize(b * c.dim), m.xb2.resize(b * c.dim);
+    m.q.resize(b * c.q_dim()), m.att.resize(b * c.q_dim());
+    m.hb.resize(b * c.ffn_dim), m.hb2.resize(b * c.ffn_dim);
+    m.scores.resize(size_t(o.n_threads) * o.n_ctx);
+    m.logits.resize((o.logits_all ? b : 1) * size_t(c.vocab_size));
+  } catch (const std::bad_alloc&) {
+    return Status::Error("out of memory allocating the KV cache for a context of " +
+                         std::to_string(o.n_ctx) + " tokens (try a smaller -c)");
+  }
+  m.pool = std::make_unique<ThreadPool>(o.n_threads);
+  return s;
+}
+
+// Runs several independent matmuls in one parallel region: each thread takes the same share of
+// every job's rows. With silu_gate, jobs are (gate, up) and each thread finishes its rows with
+// gate = silu(gate) * up, so the FFN's hidden layer costs one region, not three.
+void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs, bool silu_gate) {
+  const int n_threads = pool->size();
+  pool->Run([&](int thread) {
+    for (const MatmulJob& j : jobs) {
+      const int rows = int(j.w->rows()), cols = int(j.w->cols());
+      int r0, r1;
+      ThreadPool::Split(rows, n_threads, thread, 16, &r0, &r1);
+      if (r0 < r1)
+        k->matmul[int(j.w->dtype)](j.x, n_tokens, j.w->data, cols, r0, r1, j.y, j.y_stride);
+    }
+    if (silu_gate) {
+      const MatmulJob& gate = *jobs.begin();
+      int r0, r1;
+      ThreadPool::Split(int(gate.w->rows()), n_threads, thread, 16, &r0, &r1);
+      for (int t = 0; t < n_tokens && r0 < r1; ++t)
+        k->silu_mul(gate.y + size_t(t) * gate.y_stride + r0,
+                    (jobs.begin() + 1)->y + size_t(t) * gate.y_stride + r0, r1 - r0);
+    }
+  });
+}
+
+// Causal grouped-query attention for n_tokens queries at positions pos0.. against the cache of
+// logical layer `layer`. Query head h reads key/value head h / (n_heads / n_kv_heads).
+void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
+  const ModelConfig& c = model->config();
+  const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads, kv_dim = c.kv_dim();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int n_items = n_tokens * c.n_heads;
+  pool->Run([&](int thread) {
+    int i0, i1;
+    ThreadPool::Split(n_items, pool->size(), thread, 1, &i0, &i1);
+    float* score = &scores[size_t(thread) * opt.n_ctx];
+    for (int i = i0; i < i1; ++i) {
+      const int t = i / c.n_heads, h = i % c.n_heads, kvh = h / group, n_keys = pos0 + t + 1;
+      const float* qh = &q[size_t(t) * c.q_dim() + h * hd];
+      const float* keys = KeyAt(layer, 0) + kvh * hd;
+      for (int p = 0; p < n_keys; ++p) score[p] = k->dot(qh, keys + size_t(p) * kv_dim, hd) * scale;
+      k->softmax(score, n_keys);
+      float* out = &att[size_t(t) * c.q_dim() + h * hd];
+      std::fill(out, out + hd, 0.0f);
+      const float* values = ValueAt(layer, 0) + kvh * hd;
+      for (int p = 0; p < n_keys; ++p) k->axpy(score[p], values + size_t(p) * kv_dim, out, hd);
+    }
+  });
+}
+
+void Session::Impl::Forward(const int* ids, int n, int pos0) {
+  const ModelConfig& c = model->config();
+  const Model::Weights& w = model->weights();
+  const int dim = c.dim, half = c.head_dim / 2;
+
+  for (int t = 0; t < n; ++t)
+    k->row_to_f32[int(w.token_embd.dtype)](w.token_embd.row(ids[t]), &x[size_t(t) * dim], dim);
+
+  for (int b = 0; b < c.n_blocks; ++b) {
+    const Model::Weights::Block& blk = w.blocks[b];
+    for (int r = 0; r < c.n_repeat; ++r) {
+      const int layer = b * c.n_repeat + r;  // weights shared across repeats; KV cache is not
+
+      // Attention: x += o(attn(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
+      for (int t = 0; t < n; ++t)
+        k->rmsnorm(&x[size_t(t) * dim], blk.attn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
+      Matmuls(n, {{xb.data(), &blk.attn_q, q.data(), c.q_dim()},
+                  {xb.data(), &blk.attn_k, KeyAt(layer, pos0), c.kv_dim()},
+                  {xb.data(), &blk.attn_v, ValueAt(layer, pos0), c.kv_dim()}});
+      for (int t = 0; t < n; ++t) {
+        const float* cos = &rope_cos[size_t(pos0 + t) * half];
+        const float* sin = &rope_sin[size_t(pos0 + t) * half];
+        k->rope(&q[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+        k->rope(KeyAt(layer, pos0 + t), c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+      }
+      Attention(layer, n, pos0);
+      Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});
+      for (int t = 0; t < n; ++t) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
+
+      // SwiGLU FFN: x += down(silu(gate(norm(x))) * up(norm(x)))
+      for (int t = 0; t < n; ++t)
+        k->rmsnorm(&x[size_t(t) * dim], blk.ffn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
+      Matmuls(n,
+              {{xb.data(), &blk.ffn_gate, hb.data(), c.ffn_dim},
+               {xb.data(), &blk.ffn_up, hb2.data(), c.ffn_dim}},
+              /*silu_gate=*/true);
+      Matmuls(n, {{hb.data(), &blk.ffn_down, xb2.data(), dim}});
+      for (int t = 0; t < n; ++t) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
+    }
+  }
+
+  // Final norm and logits: every token's with logits_all, else only the last one's.
+  const int first = opt.logits_all ? 0 : n - 1;
+  for (int t = first; t < n; ++t)
+    k->rmsnorm(&x[size_t(t) * dim], w.output_norm.f32(), dim, c.norm_eps,
+               &xb[size_t(t - first) * dim]);
+  Matmuls(n - first, {{xb.data(), &w.output, logits.data(), c.vocab_size}});
+}
+
+Status Session::Evaluate(const int* ids, int n) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.model->config();
+  if (n <= 0) return Status::Error("Evaluate: no tokens");
+  for (int i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= c.vocab_size)
+      return Status::Error("token id " + std::to_string(ids[i]) +
+                           " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  if (m.pos + n > m.opt.n_ctx)
+    return Status::Error("context full: " + std::to_string(m.pos) + " + " + std::to_string(n) +
+                         " tokens exceed the context of " + std::to_string(m.opt.n_ctx));
+  if (m.opt.logits_all && n > m.opt.n_batch)
+    return Status::Error("logits_all: at most n_batch (" + std::to_string(m.opt.n_batch) +
+                         ") tokens per Evaluate call");
+  for (int done = 0; done < n;) {
+    const int chunk = std::min(m.opt.n_batch, n - done);
+    m.Forward(ids + done, chunk, m.pos);
+    m.pos += chunk, done += chunk;
+    m.last_n = chunk;
+  }
+  return {};
+}
+
+}  // namespace mobilellm

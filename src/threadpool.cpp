@@ -1,0 +1,97 @@
+#include "mobilellm/threadpool.h"
+
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MOBILELLM_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define MOBILELLM_PAUSE() __asm__ __volatile__("yield")
+#else
+#define MOBILELLM_PAUSE() ((void)0)
+#endif
+
+namespace mobilellm {
+
+namespace {
+constexpr int kSpinIterations = 1 << 16;  // ~100 us of spinning before sleeping
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back(&ThreadPool::Worker, this, i);
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+    epoch_.fetch_add(1);
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::Run(const std::function<void(int)>& fn) {
+  if (n_threads_ == 1) {
+    fn(0);
+    return;
+  }
+  fn_ = &fn;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    epoch_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  fn(0);
+  while (pending_.load(std::memory_order_acquire) != 0) MOBILELLM_PAUSE();
+}
+
+void ThreadPool::Worker(int thread) {
+  uint64_t seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (epoch_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+      MOBILELLM_PAUSE();
+      ++spins;
+    }
+    if (epoch_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return epoch_.load() != seen; });
+    }
+    seen = epoch_.load(std::memory_order_acquire);
+    if (stop_.load()) return;
+    (*fn_)(thread);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+void ThreadPool::Split(int n, int parts, int i, int align, int* begin, int* end) {
+  const int chunks = (n + align - 1) / align;
+  const int per = chunks / parts, extra = chunks % parts;
+  const int c0 = i * per + (i < extra ? i : extra);
+  const int c1 = c0 + per + (i < extra ? 1 : 0);
+  *begin = std::min(n, c0 * align);
+  *end = std::min(n, c1 * align);
+}
+
+int PhysicalCores() {
+  std::set<std::pair<std::string, std::string>> cores;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream core(dir + "core_id"), pkg(dir + "physical_package_id");
+    if (!core) break;
+    std::string c, p;
+    core >> c;
+    pkg >> p;
+    cores.insert({p, c});
+  }
+  if (!cores.empty()) return int(cores.size());
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? int(n) : 1;
+}
+
+}  // namespace mobilellm
