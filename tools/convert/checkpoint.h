@@ -1,0 +1,63 @@
+// Reads a HuggingFace MobileLLM (or plain Llama) checkpoint directory into tensor views:
+// config.json, tokenizer.model, and weights from model.safetensors or pytorch_model.bin,
+// single files or sharded *.index.json sets, in f32, f16 or bf16. Nothing is copied: tensors
+// point into the mapped weight files, which the Checkpoint keeps open.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mapped_file.h"
+#include "mobilellm/config.h"
+#include "mobilellm/tensor.h"
+
+namespace mobilellm::convert {
+
+struct SourceTensor {
+  std::string file;                     // where it came from, for messages
+  DType dtype;                          // f32, f16 or bf16
+  std::vector<int64_t> shape, strides;  // strides in elements
+  const uint8_t* data;                  // element [0, 0, ...]
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+class Checkpoint {
+ public:
+  static Result<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
+
+  ModelConfig config;     // from config.json (+ whether lm_head.weight exists)
+  std::string tokenizer;  // tokenizer.model bytes
+  std::map<std::string, SourceTensor> tensors;  // by HF name
+  std::vector<std::string> weight_files;
+
+ private:
+  std::vector<std::unique_ptr<MappedFile>> files_;
+  friend Status LoadWeightFile(Checkpoint&, const std::string&);
+};
+
+// Reads one weight file (safetensors or torch zip) into ckpt.tensors.
+Status LoadWeightFile(Checkpoint& ckpt, const std::string& path);
+
+// Parses safetensors bytes; exposed for tests and fuzzing.
+Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data, size_t size,
+                                                             const std::string& where);
+// Parses a torch.save zip archive; exposed for tests and fuzzing.
+Result<std::map<std::string, SourceTensor>> ParseTorchZip(const uint8_t* data, size_t size,
+                                                          const std::string& where);
+
+// Our tensor name ("blk.3.ffn_up") -> its HuggingFace state-dict name
+// ("model.layers.3.mlp.up_proj.weight").
+std::string HfTensorName(const std::string& name);
+// HF tensors a checkpoint may carry that the engine recomputes (RoPE inv_freq buffers).
+bool IsIgnorableHfTensor(const std::string& hf_name);
+
+// Writes src converted to `dtype` (row-major, contiguous) into dst.
+void ConvertTensor(const SourceTensor& src, DType dtype, uint8_t* dst);
+
+}  // namespace mobilellm::convert

@@ -1,0 +1,220 @@
+// mobilellm-convert: HuggingFace MobileLLM checkpoints (or random weights of an exact MobileLLM
+// shape) to one .mlm file. See format.h for the output, checkpoint.h for what is read.
+//
+// Exit codes: 0 written, 1 error (one line, no output file left behind), 2 usage error.
+#include <sentencepiece_processor.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "checkpoint.h"
+#include "mobilellm/model_file.h"
+
+namespace {
+
+using namespace mobilellm;
+using convert::Checkpoint;
+using convert::SourceTensor;
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "mobilellm-convert: error: %s\n", message.c_str());
+  return 1;
+}
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+Status CheckTokenizer(const std::string& bytes, const ModelConfig& c, const std::string& where) {
+  sentencepiece::SentencePieceProcessor sp;
+  const auto st = sp.LoadFromSerializedProto(bytes);
+  if (!st.ok()) return Status::Error(where + ": not a SentencePiece model: " + st.ToString());
+  if (sp.GetPieceSize() > c.vocab_size)
+    return Status::Error(where + ": tokenizer has " + std::to_string(sp.GetPieceSize()) +
+                         " pieces, more than vocab_size " + std::to_string(c.vocab_size));
+  return {};
+}
+
+ModelWriter::Progress MakeProgress(bool quiet) {
+  if (quiet) return {};
+  auto last = std::make_shared<int>(-1);
+  return [last](uint64_t done, uint64_t total) {
+    if (total < (64u << 20)) return;  // small models finish before a progress line helps
+    const int pct = int(done * 100 / total);
+    if (pct / 10 == *last / 10 && pct != 100) return;
+    *last = pct;
+    std::fprintf(stderr, "  %3d%%  %.0f / %.0f MiB\n", pct, done / 1048576.0, total / 1048576.0);
+  };
+}
+
+// Deterministic N(0, std) weights: splitmix64 + Box-Muller, one stream per tensor.
+void FillRandom(uint8_t* dst, DType dtype, int64_t n, uint64_t seed, float std_dev) {
+  uint64_t state = seed;
+  auto next = [&] {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return double((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  };
+  for (int64_t i = 0; i < n; i += 2) {
+    const double u1 = next() + 0x1.0p-54, u2 = next();
+    const double r = std::sqrt(-2.0 * std::log(u1)) * std_dev;
+    const float v[2] = {float(r * std::cos(6.283185307179586 * u2)),
+                        float(r * std::sin(6.283185307179586 * u2))};
+    for (int k = 0; k < 2 && i + k < n; ++k) {
+      if (dtype == DType::kF32) {
+        std::memcpy(dst + (i + k) * 4, &v[k], 4);
+      } else {
+        const uint16_t h = dtype == DType::kF16 ? F32ToF16(v[k]) : F32ToBF16(v[k]);
+        std::memcpy(dst + (i + k) * 2, &h, 2);
+      }
+    }
+  }
+}
+
+struct Args {
+  std::string input, output, dtype = "f16", preset, tokenizer;
+  uint64_t seed = 0;
+  bool force = false, quiet = false;
+};
+
+int Run(const Args& a) {
+  const DType dtype = a.dtype == "f32"    ? DType::kF32
+                      : a.dtype == "bf16" ? DType::kBF16
+                                          : DType::kF16;
+  const std::string producer =
+      "mobilellm-convert 0.1.0: " + a.dtype +
+      (a.preset.empty() ? " from an HF checkpoint" : " random " + a.preset);
+  if (!a.force && ::access(a.output.c_str(), F_OK) == 0)
+    return Fail(a.output + ": already exists (use --force to overwrite)");
+
+  if (!a.preset.empty()) {
+    auto config = ModelConfig::Preset(a.preset);
+    if (!config.ok()) return Fail(config.status().message());
+    std::ifstream f(a.tokenizer, std::ios::binary);
+    if (!f)
+      return Fail(a.tokenizer +
+                  ": cannot read the tokenizer (--tokenizer is required with --random)");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    const std::string tok = ss.str();
+    if (Status s = CheckTokenizer(tok, *config, a.tokenizer); !s.ok()) return Fail(s.message());
+    ModelWriter w(*config, producer);
+    uint64_t index = 0;
+    for (const TensorSpec& spec : ExpectedTensors(*config)) {
+      const DType dt = spec.is_norm ? DType::kF32 : dtype;
+      int64_t n = 1;
+      for (int64_t d : spec.shape) n *= d;
+      const uint64_t seed = a.seed * 0x100000001B3ull + ++index;
+      w.Add(spec.name, dt, spec.shape, [=](uint8_t* dst) {
+        if (spec.is_norm) {
+          const float one = 1.0f;
+          for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * 4, &one, 4);
+        } else {
+          FillRandom(dst, dt, n, seed, 0.02f);
+        }
+        return Status();
+      });
+    }
+    w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [&tok](uint8_t* dst) {
+      std::memcpy(dst, tok.data(), tok.size());
+      return Status();
+    });
+    if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
+      return Fail(s.message());
+    if (!a.quiet)
+      std::fprintf(stderr, "wrote %s: random %s, %s, %.2fM parameters\n", a.output.c_str(),
+                   a.preset.c_str(), a.dtype.c_str(), config->StoredParams() / 1e6);
+    return 0;
+  }
+
+  auto ckpt_r = Checkpoint::Open(a.input);
+  if (!ckpt_r.ok()) return Fail(ckpt_r.status().message());
+  const Checkpoint& ckpt = **ckpt_r;
+  const ModelConfig& c = ckpt.config;
+  if (Status s = c.Validate(a.input + "/config.json"); !s.ok()) return Fail(s.message());
+  if (Status s = CheckTokenizer(ckpt.tokenizer, c, a.input + "/tokenizer.model"); !s.ok())
+    return Fail(s.message());
+
+  ModelWriter w(c, producer);
+  std::set<std::string> used;
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const std::string hf = convert::HfTensorName(spec.name);
+    auto it = ckpt.tensors.find(hf);
+    if (it == ckpt.tensors.end()) return Fail(a.input + ": missing tensor '" + hf + "'");
+    const SourceTensor& src = it->second;
+    if (src.shape != spec.shape)
+      return Fail(src.file + ": tensor '" + hf + "' has shape " + ShapeString(src.shape) +
+                  ", expected " + ShapeString(spec.shape) + " from config.json");
+    used.insert(hf);
+    const DType dt = spec.is_norm ? DType::kF32 : dtype;
+    w.Add(spec.name, dt, spec.shape, [&src, dt](uint8_t* dst) {
+      convert::ConvertTensor(src, dt, dst);
+      return Status();
+    });
+  }
+  for (const auto& [name, t] : ckpt.tensors)
+    if (!used.count(name) && !convert::IsIgnorableHfTensor(name))
+      return Fail(t.file + ": unexpected tensor '" + name +
+                  "' (not part of a MobileLLM/Llama decoder with this config)");
+  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(ckpt.tokenizer.size())},
+        [&ckpt](uint8_t* dst) {
+          std::memcpy(dst, ckpt.tokenizer.data(), ckpt.tokenizer.size());
+          return Status();
+        });
+  if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
+    return Fail(s.message());
+  if (!a.quiet)
+    std::fprintf(stderr, "wrote %s: %d blocks x %d, dim %d, %s head, %.2fM parameters, %s\n",
+                 a.output.c_str(), c.n_blocks, c.n_repeat, c.dim, c.tied_head ? "tied" : "separate",
+                 c.StoredParams() / 1e6, a.dtype.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mobilellm-convert: turn a HuggingFace MobileLLM checkpoint directory (config.json, "
+      "tokenizer.model,\n"
+      "pytorch_model.bin or model.safetensors) into one .mlm file, or write random weights of an "
+      "exact\n"
+      "MobileLLM shape for benchmarks."};
+  Args a;
+  auto* in = app.add_option("checkpoint_dir", a.input, "HF checkpoint directory")
+                 ->check(CLI::ExistingDirectory);
+  app.add_option("-o,--output", a.output, "Output .mlm file")->required();
+  app.add_option("--dtype", a.dtype, "Weight type of the matrices (norms stay f32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  std::string presets;
+  for (const auto& p : ModelConfig::PresetNames()) presets += (presets.empty() ? "" : ", ") + p;
+  auto* rnd =
+      app.add_option("--random", a.preset, "Write N(0, 0.02) weights of this shape: " + presets)
+          ->check(CLI::IsMember(ModelConfig::PresetNames()));
+  app.add_option("--tokenizer", a.tokenizer, "SentencePiece tokenizer.model (with --random)");
+  app.add_option("--seed", a.seed, "Seed for --random")->capture_default_str();
+  app.add_flag("--force", a.force, "Overwrite the output file");
+  app.add_flag("-q,--quiet", a.quiet, "No progress or summary on stderr");
+  in->excludes(rnd);
+  try {
+    app.parse(argc, argv);
+    if (a.input.empty() && a.preset.empty())
+      throw CLI::ValidationError("give a checkpoint_dir or --random PRESET");
+    if (!a.preset.empty() && a.tokenizer.empty())
+      throw CLI::ValidationError("--random needs --tokenizer tokenizer.model");
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "mobilellm-convert: usage error: %s\nRun 'mobilellm-convert --help'.\n",
+                 e.what());
+    return 2;
+  }
+  return Run(a);
+}
