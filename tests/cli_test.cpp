@@ -1,0 +1,142 @@
+// The mobilellm CLI as a user runs it: output shapes, exit codes, one-line errors.
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+using testing::RunCommand;
+using testing::TempDir;
+
+// `generate --json` ends stdout with exactly one line holding the JSON object.
+nlohmann::json LastJsonLine(const std::string& out) {
+  EXPECT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  const size_t start = out.rfind('\n', out.size() - 2);
+  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1));
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    testing::ConvertCase("ls-gqa3-tied-bin-f32", "f32", Model());
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string Model() { return *dir_ / "ls.mlm"; }
+  static TempDir* dir_;
+};
+TempDir* Cli::dir_ = nullptr;
+
+TEST_F(Cli, GenerateJsonIsTheLastLineAndMatchesTheReference) {
+  const auto golden =
+      testing::ReadJson(testing::FixturesDir() + "/ls-gqa3-tied-bin-f32/golden.json");
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -p 'Mr. Bennet' --temp 0 -n 16 --json -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = LastJsonLine(r.out);
+  EXPECT_EQ(j["prompt_ids"][0], 1) << "BOS first";
+  EXPECT_LE(j["ids"].size(), 16u);
+  EXPECT_TRUE(j["text"].is_string());
+  for (const char* k : {"load_ms", "prefill_tokens_per_s", "decode_tokens_per_s"})
+    EXPECT_TRUE(j["timings"].contains(k)) << k;
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << "timings on stderr";
+  // Same prompt through `tokenize`.
+  const auto t = RunCommand(testing::Mobilellm() + " tokenize -m " + Model() + " -p 'Mr. Bennet'");
+  std::string ids;
+  for (size_t i = 0; i < j["prompt_ids"].size(); ++i)
+    ids += (i ? " " : "") + std::to_string(j["prompt_ids"][i].get<int>());
+  EXPECT_EQ(t.out, ids + "\n");
+}
+
+TEST_F(Cli, PromptFromFileAndStdin) {
+  TempDir d;
+  testing::WriteAll(d / "p.txt", "Mr. Bennet");
+  const auto a = RunCommand(testing::Mobilellm() + " generate -m " + Model() + " -f " +
+                            d / "p.txt" + " --temp 0 -n 8 --json");
+  const auto b = RunCommand("printf 'Mr. Bennet' | " + testing::Mobilellm() + " generate -m " +
+                            Model() + " --temp 0 -n 8 --json");
+  const auto c = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -p 'Mr. Bennet' --temp 0 -n 8 --json");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto ids = [](const std::string& out) { return LastJsonLine(out)["ids"]; };
+  EXPECT_EQ(ids(a.out), ids(c.out));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(ids(b.out), ids(c.out));
+}
+
+TEST_F(Cli, TextIsStreamedAfterThePrompt) {
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -p 'Mr. Bennet' --temp 0.8 --seed 7 -n 8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Mr. Bennet", 0), 0u) << r.out;
+  const auto again = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                                " -p 'Mr. Bennet' --temp 0.8 --seed 7 -n 8");
+  EXPECT_EQ(r.out, again.out) << "--seed reproduces";
+}
+
+TEST_F(Cli, UsageErrorsExitTwo) {
+  for (const char* args : {"", "generate --no-such-flag", "generate -n -3", "frobnicate", "info",
+                           "generate --top-p 2"}) {
+    const auto r = RunCommand(testing::Mobilellm() + " " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+  }
+  EXPECT_EQ(RunCommand(testing::Mobilellm() + " --help").exit_code, 0);
+  EXPECT_NE(RunCommand(testing::Mobilellm() + " generate --help").out.find("--repeat-penalty"),
+            std::string::npos);
+}
+
+TEST_F(Cli, PromptLongerThanTheContextSaysBothLengths) {
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -c 4 -p 'Mr. Bennet was among the earliest'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("more than the context of 4"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST_F(Cli, ContextEndStopsCleanlyWithANote) {
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -c 8 -p 'Mr.' --temp 0.5 --seed 1 -n 100 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto j = LastJsonLine(r.out);
+  if (j["stop_reason"] != "eos") {
+    EXPECT_EQ(j["stop_reason"], "context_full");
+    EXPECT_NE(r.err.find("end of the context"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Cli, BadModelFilesGetOneLine) {
+  TempDir d;
+  testing::WriteAll(d / "x.gguf", std::string("GGUF\x03\0\0\0", 8) + std::string(600, '\0'));
+  auto r = RunCommand(testing::Mobilellm() + " generate -m " + d / "x.gguf" + " -p hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "mobilellm: error: " + d / "x.gguf" +
+                       ": bad magic: expected 'MLM1', found 'GGUF' (is this a GGUF file? mobilellm "
+                       "reads .mlm files: "
+                       "convert the HF checkpoint with mobilellm-convert)\n");
+  const std::string good = testing::ReadAll(Model());
+  testing::WriteAll(d / "cut.mlm", good.substr(0, good.size() / 2));
+  r = RunCommand(testing::Mobilellm() + " info " + d / "cut.mlm");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("truncated: header says"), std::string::npos) << r.err;
+  r = RunCommand(testing::Mobilellm() + " generate -m " + d / "missing.mlm");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot open: No such file or directory"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, InfoVerify) {
+  const auto r = RunCommand(testing::Mobilellm() + " info --verify " + Model());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("blocks 3 x repeat 2 = 6 layers"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksums match"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, VerbosePrintsTheKernelTable) {
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() + " -p hi -n 1 -v");
+  EXPECT_NE(r.err.find("kernels: "), std::string::npos) << r.err;
+  const auto ref = RunCommand("MOBILELLM_ISA=ref " + testing::Mobilellm() + " generate -m " +
+                              Model() + " -p hi -n 1 -v");
+  EXPECT_NE(ref.err.find("kernels: ref"), std::string::npos) << ref.err;
+}
+
+}  // namespace
+}  // namespace mobilellm

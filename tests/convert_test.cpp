@@ -1,0 +1,187 @@
+// mobilellm-convert on checkpoints written by real torch.save and by a safetensors writer:
+// converted tensors equal the source values, and every bad input gets its one-line error.
+#include <cstring>
+
+#include "checkpoint.h"
+#include "mobilellm/model_file.h"
+#include "pickle.h"
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+using testing::RunCommand;
+using testing::TempDir;
+
+std::string Hf(const std::string& c) {
+  return testing::FixturesDir() + "/" + c + "/hf";
+}
+
+class ConvertCase : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
+  auto ckpt = convert::Checkpoint::Open(Hf(GetParam()));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
+  for (const char* dtype : {"f32", "f16", "bf16"}) {
+    TempDir dir;
+    testing::ConvertCase(GetParam(), dtype, dir / "m.mlm");
+    auto file = ModelFile::Open(dir / "m.mlm");
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    ASSERT_TRUE((*file)->Verify().ok());
+    const ModelConfig& c = (*file)->config();
+    EXPECT_EQ(c.tied_head, !(*ckpt)->tensors.count("lm_head.weight"))
+        << "an lm_head in the file is used";
+    int checked = 0;
+    for (const TensorSpec& spec : ExpectedTensors(c)) {
+      const auto it = (*ckpt)->tensors.find(convert::HfTensorName(spec.name));
+      ASSERT_NE(it, (*ckpt)->tensors.end()) << spec.name;
+      const convert::SourceTensor& src = it->second;
+      const Tensor t = (*file)->View(*(*file)->Find(spec.name));
+      ASSERT_EQ(std::vector<int64_t>(t.shape, t.shape + t.rank), src.shape) << spec.name;
+      // The converted bytes are the source values rounded once to the file's dtype.
+      std::vector<uint8_t> want(t.numel() * format::DTypeSize(uint32_t(t.dtype)));
+      convert::ConvertTensor(src, t.dtype, want.data());
+      if (!spec.is_norm) {
+        EXPECT_STREQ(format::DTypeName(uint32_t(t.dtype)), dtype) << spec.name;
+      }
+      ASSERT_EQ(std::memcmp(t.data, want.data(), want.size()), 0)
+          << spec.name << " in the " << dtype << " file";
+      if (src.dtype == t.dtype) {
+        EXPECT_EQ(std::memcmp(t.data, src.data, want.size()), 0) << "same dtype: bit-exact copy";
+      }
+      ++checked;
+    }
+    EXPECT_EQ(size_t(checked), (*ckpt)->tensors.size()) << "every source tensor is used";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertCase,
+                         ::testing::Values("ls-gqa3-tied-bin-f32", "gqa2-untied-st-f32",
+                                           "ls-lmhead-bin-bf16", "ls-tied-st-f16-sharded",
+                                           "gqa3-bin-f16-sharded"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(Convert, ReadsConfigFlags) {
+  auto ls = convert::Checkpoint::Open(Hf("ls-gqa3-tied-bin-f32"));
+  ASSERT_TRUE(ls.ok());
+  EXPECT_EQ((*ls)->config.n_repeat, 2);
+  EXPECT_TRUE((*ls)->config.tied_head);
+  EXPECT_EQ((*ls)->config.n_heads / (*ls)->config.n_kv_heads, 3);
+  auto lm = convert::Checkpoint::Open(Hf("ls-lmhead-bin-bf16"));
+  ASSERT_TRUE(lm.ok());
+  EXPECT_FALSE((*lm)->config.tied_head)
+      << "share_embedding is set, but the lm_head.weight present wins";
+}
+
+TEST(Convert, MaliciousPickleIsRefusedAndNothingRuns) {
+  TempDir dir;
+  const std::string bad = testing::FixturesDir() + "/bad";
+  const std::string marker = bad + "/evil-was-executed";
+  ASSERT_FALSE(testing::FileExists(marker));
+  const auto r = RunCommand(testing::Convert() + " " + bad + "/evil -o " + dir / "evil.mlm");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("refusing to load global 'posix.system'"), std::string::npos) << r.err;
+  EXPECT_FALSE(testing::FileExists(marker)) << "the pickle's os.system call was executed";
+  EXPECT_FALSE(testing::FileExists(dir / "evil.mlm"));
+}
+
+struct BadCase {
+  const char* dir;
+  const char* expected;
+};
+
+class ConvertError : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConvertError, OneLineExitOneNoOutput) {
+  TempDir dir;
+  const auto r = RunCommand(testing::Convert() + " " + testing::FixturesDir() + "/bad/" +
+                            GetParam().dir + " -o " + dir / "out.mlm");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(GetParam().expected), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(RunCommand("ls -A " + dir.path()).out, "") << "no output or temporary file may remain";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bad, ConvertError,
+    ::testing::Values(
+        BadCase{"missing-tensor", "missing tensor 'model.layers.1.mlp.up_proj.weight'"},
+        BadCase{
+            "bad-shape",
+            "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [200, 96], expected [208, 96]"},
+        BadCase{"bad-arch", "unsupported architecture 'GPT2LMHeadModel'"},
+        BadCase{"no-weights", "no weights: expected model.safetensors or pytorch_model.bin"},
+        BadCase{"truncated", "corrupt zip archive"}),
+    [](const auto& info) {
+      std::string n = info.param.dir;
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
+
+TEST(Convert, RefusesToOverwriteWithoutForce) {
+  TempDir dir;
+  testing::WriteAll(dir / "m.mlm", "precious");
+  const auto r =
+      RunCommand(testing::Convert() + " " + Hf("gqa2-untied-st-f32") + " -o " + dir / "m.mlm");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already exists (use --force to overwrite)"), std::string::npos) << r.err;
+  EXPECT_EQ(testing::ReadAll(dir / "m.mlm"), "precious");
+}
+
+TEST(Convert, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunCommand(testing::Convert() + " --no-such-flag").exit_code, 2);
+  EXPECT_EQ(RunCommand(testing::Convert() + " -o x.mlm").exit_code, 2)
+      << "neither a checkpoint nor --random";
+  EXPECT_EQ(RunCommand(testing::Convert() + " --random 7b -o x.mlm --tokenizer t").exit_code, 2);
+}
+
+TEST(Convert, RandomPresetHasTheExactShape) {
+  TempDir dir;
+  const auto r =
+      RunCommand(testing::Convert() + " --random 125m-ls --dtype f16 -q -o " + dir / "ls.mlm" +
+                 " --tokenizer " + testing::FixturesDir() + "/tiny.model --seed 3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto f = ModelFile::Open(dir / "ls.mlm");
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const ModelConfig& c = (*f)->config();
+  EXPECT_EQ(c.n_blocks, 30);
+  EXPECT_EQ(c.n_repeat, 2);
+  EXPECT_EQ(c.n_layers(), 60);
+  EXPECT_EQ(c.dim, 576);
+  EXPECT_EQ(c.ffn_dim, 1536);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.StoredParams(), 124635456) << "MobileLLM-125M's parameter count";
+  const auto info = RunCommand(testing::Mobilellm() + " info " + dir / "ls.mlm");
+  EXPECT_NE(info.out.find("blocks 30 x repeat 2 = 60 layers"), std::string::npos) << info.out;
+}
+
+// The unpickler alone: a GLOBAL outside the allow-list is refused before REDUCE could call it.
+TEST(Unpickler, RefusesForeignGlobals) {
+  const std::string evil =
+      std::string("\x80\x02") + "cbuiltins\neval\nq\x00X\x04\x00\x00\x00" + "1+1" + "\x85R.";
+  auto r =
+      convert::Unpickle(reinterpret_cast<const uint8_t*>(evil.data()), evil.size(), "evil.pkl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("refusing to load global 'builtins.eval'"),
+            std::string::npos);
+}
+
+TEST(Unpickler, BoundsNesting) {
+  std::string deep = "\x80\x02";
+  for (int i = 0; i < 200; ++i) deep += "]";
+  for (int i = 0; i < 199; ++i) deep += "a";
+  deep += ".";
+  auto r =
+      convert::Unpickle(reinterpret_cast<const uint8_t*>(deep.data()), deep.size(), "deep.pkl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nested deeper"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace mobilellm

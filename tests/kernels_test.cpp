@@ -1,0 +1,237 @@
+// Every op of every kernel table this CPU supports, against the scalar reference table.
+//
+// Sizes probe the SIMD edges (1, lanes - 1, lanes, lanes + 1, 4 * lanes + 3) and the real
+// MobileLLM shapes. Tolerances: a dot product of n terms may differ from the reference by
+// summation order only, bounded by ~n * eps * sum|x_i * w_i|; elementwise ops by a few ulps;
+// exp-based ops (softmax, SiLU) by the SIMD exp's 2e-7 relative error plus rounding.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "mobilellm/kernels.h"
+#include "mobilellm/tensor.h"
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+const KernelTable& Ref() {
+  return *AllKernelTables().front();
+}
+
+std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<uint8_t> Encode(const std::vector<float>& v, DType dt) {
+  std::vector<uint8_t> out(v.size() * format::DTypeSize(uint32_t(dt)));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dt == DType::kF32)
+      std::memcpy(&out[4 * i], &v[i], 4);
+    else {
+      const uint16_t h = dt == DType::kF16 ? F32ToF16(v[i]) : F32ToBF16(v[i]);
+      std::memcpy(&out[2 * i], &h, 2);
+    }
+  }
+  return out;
+}
+
+class Kernels : public ::testing::TestWithParam<const KernelTable*> {
+ protected:
+  void SetUp() override {
+    if (!GetParam()->supported(CpuFeatures::Get()))
+    GTEST_SKIP() << "table " << GetParam()->name << " needs " << GetParam()->requires
+                 << "; this CPU has " << CpuFeatures::Get().ToString();
+  }
+  const KernelTable& k() { return *GetParam(); }
+};
+
+constexpr int kSizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 35, 64, 576, 1536};
+constexpr float kCanary = 12345.0f;
+
+TEST_P(Kernels, Matmul) {
+  const int rows_list[] = {1, 3, 4, 5, 17, 64};
+  const int tokens_list[] = {1, 2, 3, 5};
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int cols : kSizes) {
+      for (int rows : rows_list) {
+        for (int n_tok : tokens_list) {
+          const auto wf = Random(size_t(rows) * cols, 1 + rows + cols, 0.5f);
+          const auto w = Encode(wf, dt);
+          const auto x = Random(size_t(n_tok) * cols, 7 + cols);
+          const int r0 = rows > 4 ? 1 : 0, r1 = rows;  // a sub-range, as a thread would get
+          const int stride = rows + 1;                 // y rows are strided; the gap is a canary
+          std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
+          k().matmul[int(dt)](x.data(), n_tok, w.data(), cols, r0, r1, y.data(), stride);
+          Ref().matmul[int(dt)](x.data(), n_tok, w.data(), cols, r0, r1, y_ref.data(), stride);
+          for (int t = 0; t < n_tok; ++t) {
+            for (int r = 0; r < stride; ++r) {
+              const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
+              if (r < r0 || r >= r1) {
+                ASSERT_EQ(got, kCanary) << "wrote outside [r0, r1) at row " << r;
+                continue;
+              }
+              double mag = 0;
+              for (int c = 0; c < cols; ++c)
+                mag += std::fabs(double(x[size_t(t) * cols + c]) * wf[size_t(r) * cols + c]);
+              const double tol = 2.0 * cols * 6e-8 * mag + 1e-6;
+              ASSERT_NEAR(got, want, tol)
+                  << format::DTypeName(uint32_t(dt)) << " rows " << rows << " cols " << cols
+                  << " tokens " << n_tok << " at t " << t << " r " << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Kernels, RowToF32IsExact) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int n : kSizes) {
+      const auto v = Encode(Random(n, n), dt);
+      std::vector<float> got(n + 1, kCanary), want(n + 1, kCanary);
+      k().row_to_f32[int(dt)](v.data(), got.data(), n);
+      Ref().row_to_f32[int(dt)](v.data(), want.data(), n);
+      ASSERT_EQ(got, want) << format::DTypeName(uint32_t(dt)) << " n " << n;
+    }
+  }
+}
+
+TEST_P(Kernels, RmsNorm) {
+  for (int n : kSizes) {
+    const auto x = Random(n, n), w = Random(n, n + 1);
+    std::vector<float> got(n + 1, kCanary), want(n + 1, kCanary);
+    k().rmsnorm(x.data(), w.data(), n, 1e-5f, got.data());
+    Ref().rmsnorm(x.data(), w.data(), n, 1e-5f, want.data());
+    for (int i = 0; i <= n; ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-5f * (std::fabs(want[i]) + 1e-3f)) << "n " << n << " i " << i;
+    // In place, as the engine may call it.
+    std::vector<float> inplace = x;
+    k().rmsnorm(inplace.data(), w.data(), n, 1e-5f, inplace.data());
+    for (int i = 0; i < n; ++i)
+      ASSERT_NEAR(inplace[i], want[i], 1e-5f * (std::fabs(want[i]) + 1e-3f));
+  }
+}
+
+TEST_P(Kernels, Softmax) {
+  for (int n : kSizes) {
+    auto got = Random(n, n, 4.0f);
+    got.push_back(kCanary);
+    auto want = got;
+    k().softmax(got.data(), n);
+    Ref().softmax(want.data(), n);
+    double sum = 0;
+    for (int i = 0; i < n; ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6f + 2e-6f * want[i]) << "n " << n;
+      sum += got[i];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+    EXPECT_EQ(got[n], kCanary);
+  }
+}
+
+TEST_P(Kernels, SiluMul) {
+  for (int n : kSizes) {
+    auto got = Random(n, n, 3.0f);
+    const auto up = Random(n, n + 5);
+    got.push_back(kCanary);
+    auto want = got;
+    k().silu_mul(got.data(), up.data(), n);
+    Ref().silu_mul(want.data(), up.data(), n);
+    for (int i = 0; i < n; ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-6f + 1e-6f * std::fabs(want[i])) << "n " << n;
+    EXPECT_EQ(got[n], kCanary);
+  }
+}
+
+TEST_P(Kernels, AddDotAxpy) {
+  for (int n : kSizes) {
+    const auto x = Random(n, n), y0 = Random(n, n + 3);
+    auto a = y0, b = y0;
+    a.push_back(kCanary), b.push_back(kCanary);
+    k().add(a.data(), x.data(), n);
+    Ref().add(b.data(), x.data(), n);
+    ASSERT_EQ(a, b) << "add is exact, n " << n;
+    a = y0, b = y0;
+    a.push_back(kCanary), b.push_back(kCanary);
+    k().axpy(0.37f, x.data(), a.data(), n);
+    Ref().axpy(0.37f, x.data(), b.data(), n);
+    for (int i = 0; i <= n; ++i) ASSERT_NEAR(a[i], b[i], 1e-6f * (1 + std::fabs(b[i])));
+    double mag = 0;
+    for (int i = 0; i < n; ++i) mag += std::fabs(double(x[i]) * y0[i]);
+    ASSERT_NEAR(k().dot(x.data(), y0.data(), n), Ref().dot(x.data(), y0.data(), n),
+                2.0 * n * 6e-8 * mag + 1e-7);
+  }
+}
+
+TEST_P(Kernels, Rope) {
+  for (uint32_t style :
+       {uint32_t(format::RopeStyle::kHalf), uint32_t(format::RopeStyle::kInterleaved)}) {
+    for (int head_dim : {2, 16, 32, 64}) {
+      const int n_heads = 3, half = head_dim / 2;
+      auto got = Random(size_t(n_heads) * head_dim, head_dim);
+      got.push_back(kCanary);
+      auto want = got;
+      const auto angles = Random(half, 99, 3.0f);
+      std::vector<float> cos(half), sin(half);
+      for (int i = 0; i < half; ++i) cos[i] = std::cos(angles[i]), sin[i] = std::sin(angles[i]);
+      k().rope(got.data(), n_heads, head_dim, cos.data(), sin.data(), style);
+      Ref().rope(want.data(), n_heads, head_dim, cos.data(), sin.data(), style);
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-6f * (1 + std::fabs(want[i])));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(AllKernelTables()),
+                         [](const auto& info) { return std::string(info.param->name); });
+
+// The reference RoPE is the HF formula: x * cos + rotate_half(x) * sin.
+TEST(RefKernels, RopeMatchesRotateHalf) {
+  const int hd = 8;
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8}, cos = {0.5f, 0.6f, 0.7f, 0.8f},
+                     sin = {0.1f, 0.2f, 0.3f, 0.4f};
+  std::vector<float> want(hd);
+  for (int i = 0; i < hd; ++i) {
+    const float rot = i < hd / 2 ? -x[i + hd / 2] : x[i - hd / 2];
+    want[i] = x[i] * cos[i % (hd / 2)] + rot * sin[i % (hd / 2)];
+  }
+  Ref().rope(x.data(), 1, hd, cos.data(), sin.data(), uint32_t(format::RopeStyle::kHalf));
+  for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(x[i], want[i]);
+}
+
+TEST(Conversions, F16RoundTripsEveryValue) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = F16ToF32(uint16_t(h));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(F32ToF16(f), h) << std::hex << h;
+  }
+}
+
+TEST(Conversions, F16RoundsToNearestEven) {
+  EXPECT_EQ(F32ToF16(1.0f), 0x3C00);
+  EXPECT_EQ(F32ToF16(65504.0f), 0x7BFF);
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7C00);         // overflows to inf
+  EXPECT_EQ(F32ToF16(1.0f + 0x1p-11f), 0x3C00);  // tie: to even
+  EXPECT_EQ(F32ToF16(1.0f + 0x1p-11f + 0x1p-20f), 0x3C01);
+  EXPECT_EQ(F32ToF16(0x1p-24f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(F32ToF16(0x1p-25f), 0x0000);  // tie: to even (zero)
+  EXPECT_EQ(F32ToF16(-2.0f), 0xC000);
+  EXPECT_TRUE(std::isnan(F16ToF32(F32ToF16(NAN))));
+}
+
+TEST(Conversions, BF16RoundsToNearestEven) {
+  EXPECT_EQ(F32ToBF16(1.0f), 0x3F80);
+  EXPECT_EQ(F32ToBF16(BitsF32(0x3F808000)), 0x3F80);  // tie: to even
+  EXPECT_EQ(F32ToBF16(BitsF32(0x3F818000)), 0x3F82);
+  EXPECT_EQ(BF16ToF32(0x4049), BitsF32(0x40490000));
+  EXPECT_TRUE(std::isnan(BF16ToF32(F32ToBF16(NAN))));
+}
+
+}  // namespace
+}  // namespace mobilellm

@@ -1,0 +1,264 @@
+// End-to-end parity with the PyTorch reference (tools/reference.py): checkpoints converted by
+// mobilellm-convert must reproduce the reference's last-token logits and greedy tokens.
+//
+// Error measure: max |logit - golden| / max |golden|. Bounds: 1e-4 for f32 files (the engine and
+// PyTorch differ only in summation order), 2e-3 for f16 files made from f32 weights (weight
+// rounding), 2e-2 for bf16 (8-bit mantissas).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "mobilellm/mobilellm.h"
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+using testing::TempDir;
+
+struct Golden {
+  std::vector<int> prompt, greedy;
+  std::vector<float> logits;
+  std::string checkpoint_dtype;
+};
+
+Golden LoadGolden(const std::string& name) {
+  const auto j = testing::ReadJson(testing::FixturesDir() + "/" + name + "/golden.json");
+  return {j["prompt_ids"].get<std::vector<int>>(), j["greedy_ids"].get<std::vector<int>>(),
+          j["last_logits"].get<std::vector<float>>(), j["checkpoint_dtype"].get<std::string>()};
+}
+
+std::shared_ptr<const Model> LoadOrDie(const std::string& path) {
+  auto m = Model::Load(path);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  return m.ok() ? *m : nullptr;
+}
+
+std::unique_ptr<Session> NewSession(std::shared_ptr<const Model> m, int threads = 2,
+                                    int n_batch = 256) {
+  SessionOptions o;
+  o.n_threads = threads;
+  o.n_batch = n_batch;
+  auto s = Session::Create(std::move(m), o);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return std::move(s).value();
+}
+
+double RelError(const float* got, const std::vector<float>& want) {
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double(got[i]) - want[i]));
+    max_ref = std::max(max_ref, std::fabs(double(want[i])));
+  }
+  return max_diff / max_ref;
+}
+
+int Argmax(const float* l, int n) {
+  return int(std::max_element(l, l + n) - l);
+}
+
+std::vector<int> Greedy(Session& s, const std::vector<int>& prompt, size_t n) {
+  EXPECT_TRUE(s.Evaluate(prompt).ok());
+  std::vector<int> out;
+  while (out.size() < n) {
+    out.push_back(Argmax(s.logits(), s.model().config().vocab_size));
+    if (out.size() < n) {
+      EXPECT_TRUE(s.Evaluate(&out.back(), 1).ok());
+    }
+  }
+  return out;
+}
+
+const char* const kCases[] = {"ls-gqa3-tied-bin-f32", "gqa2-untied-st-f32",
+                              "ls-lmhead-bin-bf16",   "ls-tied-st-f16-sharded",
+                              "gqa3-bin-f16-sharded", "125m-random-f16"};
+
+class Parity : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Parity, F32LogitsAndGreedyTokens) {
+  const Golden g = LoadGolden(GetParam());
+  TempDir dir;
+  testing::ConvertCase(GetParam(), "f32", dir / "m.mlm");
+  auto model = LoadOrDie(dir / "m.mlm");
+  ASSERT_TRUE(model);
+  auto s = NewSession(model);
+  ASSERT_TRUE(s->Evaluate(g.prompt).ok());
+  const double err = RelError(s->logits(), g.logits);
+  std::printf("[parity] %-24s f32  rel err %.2e (kernels %s)\n", GetParam(), err,
+              model->kernels().name);
+  EXPECT_LT(err, 1e-4);
+  s->Reset();
+  EXPECT_EQ(Greedy(*s, g.prompt, g.greedy.size()), g.greedy);
+}
+
+TEST_P(Parity, ReducedPrecisionLogits) {
+  const Golden g = LoadGolden(GetParam());
+  for (const auto& [dtype, bound] : {std::pair<const char*, double>{"f16", 2e-3}, {"bf16", 2e-2}}) {
+    TempDir dir;
+    testing::ConvertCase(GetParam(), dtype, dir / "m.mlm");
+    auto model = LoadOrDie(dir / "m.mlm");
+    ASSERT_TRUE(model);
+    auto s = NewSession(model);
+    ASSERT_TRUE(s->Evaluate(g.prompt).ok());
+    const double err = RelError(s->logits(), g.logits);
+    std::printf("[parity] %-24s %-4s rel err %.2e\n", GetParam(), dtype, err);
+    EXPECT_LT(err, bound) << dtype;
+    if (g.checkpoint_dtype == "float16" && std::string(dtype) == "f16") {
+      // Same weights as the golden, bit for bit: as exact as f32, greedy tokens included.
+      EXPECT_LT(err, 1e-4);
+      s->Reset();
+      EXPECT_EQ(Greedy(*s, g.prompt, g.greedy.size()), g.greedy);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Reference, Parity, ::testing::ValuesIn(kCases), [](const auto& info) {
+  std::string n = info.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+});
+
+class Engine : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    testing::ConvertCase("ls-gqa3-tied-bin-f32", "f32", *dir_ / "ls.mlm");
+    golden_ = new Golden(LoadGolden("ls-gqa3-tied-bin-f32"));
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete golden_;
+  }
+  static std::shared_ptr<const Model> Ls() { return LoadOrDie(*dir_ / "ls.mlm"); }
+  static TempDir* dir_;
+  static Golden* golden_;
+};
+TempDir* Engine::dir_ = nullptr;
+Golden* Engine::golden_ = nullptr;
+
+TEST_F(Engine, ResultsDoNotDependOnThreadCount) {
+  auto model = Ls();
+  std::vector<float> first;
+  for (int threads : {1, 2, 3, 5}) {
+    auto s = NewSession(model, threads);
+    ASSERT_TRUE(s->Evaluate(golden_->prompt).ok());
+    std::vector<float> l(s->logits(), s->logits() + model->config().vocab_size);
+    if (first.empty()) first = l;
+    EXPECT_EQ(l, first) << threads << " threads: logits must be bitwise identical";
+  }
+}
+
+TEST_F(Engine, TokenByTokenEqualsBatchedPrompt) {
+  auto model = Ls();
+  auto batched = NewSession(model);
+  ASSERT_TRUE(batched->Evaluate(golden_->prompt).ok());
+  for (int n_batch : {1, 4}) {  // 1: pure decode path; 4: the prompt in chunks
+    auto s = NewSession(model, 2, n_batch);
+    ASSERT_TRUE(s->Evaluate(golden_->prompt).ok());
+    const std::vector<float> want(batched->logits(),
+                                  batched->logits() + model->config().vocab_size);
+    EXPECT_LT(RelError(s->logits(), want), 1e-5) << "n_batch " << n_batch;
+  }
+}
+
+TEST_F(Engine, LogitsAllMatchesLastTokenLogits) {
+  auto model = Ls();
+  SessionOptions o;
+  o.logits_all = true;
+  auto s = Session::Create(model, o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->Evaluate(golden_->prompt).ok());
+  EXPECT_LT(RelError((*s)->logits_at(int(golden_->prompt.size()) - 1), golden_->logits), 1e-4);
+  EXPECT_EQ((*s)->logits(), (*s)->logits_at(int(golden_->prompt.size()) - 1));
+}
+
+TEST_F(Engine, RejectsBadTokensAndContextOverflowWithoutChangingState) {
+  auto model = Ls();
+  SessionOptions o;
+  o.n_ctx = 16;
+  auto s = std::move(Session::Create(model, o)).value();
+  const int bad[] = {1, 400};
+  Status st = s->Evaluate(bad, 2);
+  EXPECT_NE(st.message().find("token id 400 is outside the vocabulary [0, 400)"), std::string::npos)
+      << st.message();
+  EXPECT_EQ(s->pos(), 0);
+  std::vector<int> long_prompt(17, 5);
+  st = s->Evaluate(long_prompt);
+  EXPECT_NE(st.message().find("exceed the context of 16"), std::string::npos) << st.message();
+  EXPECT_EQ(s->pos(), 0);
+}
+
+TEST_F(Engine, GenerateStreamsWhatItReturnsAndHonoursLimits) {
+  auto model = Ls();
+  auto s = NewSession(model);
+  GenerateOptions go;
+  go.max_tokens = 20;
+  go.sampling.temperature = 0;
+  std::string streamed;
+  auto r = Generate(*s, golden_->prompt, go, [&](std::string_view t, int) {
+    streamed += t;
+    return true;
+  });
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->text, streamed);
+  const std::vector<int> want(golden_->greedy.begin(), golden_->greedy.begin() + r->ids.size());
+  EXPECT_EQ(r->ids, want);  // greedy, until EOS or 20 tokens
+  if (r->stop_reason == StopReason::kMaxTokens) {
+    EXPECT_EQ(r->ids.size(), 20u);
+  }
+
+  // Cancel before the first token.
+  std::atomic<bool> cancel{true};
+  go.cancel = &cancel;
+  s->Reset();
+  r = Generate(*s, golden_->prompt, go, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stop_reason, StopReason::kCancelled);
+  EXPECT_TRUE(r->ids.empty());
+
+  // A context that fills up stops cleanly.
+  SessionOptions small;
+  small.n_ctx = int(golden_->prompt.size()) + 3;
+  auto tiny = std::move(Session::Create(model, small)).value();
+  go.cancel = nullptr;
+  r = Generate(*tiny, golden_->prompt, go, nullptr);
+  ASSERT_TRUE(r.ok());
+  if (r->stop_reason != StopReason::kEos) {
+    EXPECT_EQ(r->stop_reason, StopReason::kContextFull);
+    EXPECT_EQ(r->ids.size(), 4u);
+  }
+
+  // A prompt longer than the context is an error naming both lengths.
+  small.n_ctx = 8;
+  auto smaller = std::move(Session::Create(model, small)).value();
+  r = Generate(*smaller, golden_->prompt, go, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("the prompt has 12 tokens, more than the context of 8"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(Engine, StopStringsEndGenerationAndAreNotPrinted) {
+  auto model = Ls();
+  auto s = NewSession(model);
+  GenerateOptions go;
+  go.max_tokens = 24;
+  go.sampling.temperature = 0;
+  auto full = Generate(*s, golden_->prompt, go, nullptr);
+  ASSERT_TRUE(full.ok());
+  if (full->text.size() < 6) GTEST_SKIP() << "greedy text too short to cut";
+  const std::string stop = full->text.substr(full->text.size() / 2, 2);
+  go.stop = {stop};
+  s->Reset();
+  std::string streamed;
+  auto r = Generate(*s, golden_->prompt, go, [&](std::string_view t, int) {
+    streamed += t;
+    return true;
+  });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stop_reason, StopReason::kStopString);
+  EXPECT_EQ(streamed, full->text.substr(0, full->text.find(stop)));
+}
+
+}  // namespace
+}  // namespace mobilellm

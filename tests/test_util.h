@@ -1,0 +1,91 @@
+// Shared helpers for the test suite: fixture paths, running the binaries, temp dirs, JSON.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace mobilellm::testing {
+
+// Written by `tools/reference.py fixtures` (the ctest fixture "reference_fixtures").
+inline std::string FixturesDir() {
+  return MOBILELLM_FIXTURES_DIR;
+}
+inline std::string BinDir() {
+  return MOBILELLM_BIN_DIR;
+}
+inline std::string SharedDir() {
+  return MOBILELLM_SHARED_DIR;
+}
+
+inline bool FileExists(const std::string& p) {
+  return ::access(p.c_str(), F_OK) == 0;
+}
+
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary);
+  f << data;
+}
+
+inline nlohmann::json ReadJson(const std::string& path) {
+  return nlohmann::json::parse(ReadAll(path));
+}
+
+// A fresh directory under the build tree, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/mobilellm-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code;
+  std::string out, err;
+};
+
+// Runs a shell command line; captures stdout and stderr separately.
+inline CommandResult RunCommand(const std::string& cmd) {
+  TempDir tmp;
+  const std::string out = tmp / "out", err = tmp / "err";
+  const int status =
+      std::system(("(" + cmd + ") >'" + out + "' 2>'" + err + "' </dev/null").c_str());
+  return {WEXITSTATUS(status), ReadAll(out), ReadAll(err)};
+}
+
+inline std::string Mobilellm() {
+  return BinDir() + "/mobilellm";
+}
+inline std::string Convert() {
+  return BinDir() + "/mobilellm-convert";
+}
+
+// Converts fixture case `name` to `out` at `dtype`; fails the test on error.
+inline void ConvertCase(const std::string& name, const std::string& dtype, const std::string& out) {
+  const CommandResult r = RunCommand(Convert() + " " + FixturesDir() + "/" + name + "/hf -o " +
+                                     out + " --dtype " + dtype + " -q --force");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace mobilellm::testing

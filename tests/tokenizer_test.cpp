@@ -1,0 +1,88 @@
+// Tokenizer parity with Python SentencePiece (goldens from tools/reference.py), on the tiny test
+// tokenizer and on the real LLaMA 32k tokenizer MobileLLM uses when ../shared has it.
+#include <cstring>
+
+#include "mobilellm/mobilellm.h"
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+using testing::TempDir;
+
+// A minimal model around a tokenizer: the weights are irrelevant here.
+std::shared_ptr<const Model> ModelWithTokenizer(const TempDir& dir, const std::string& spm,
+                                                int vocab) {
+  ModelConfig c;
+  c.vocab_size = vocab, c.dim = 4, c.ffn_dim = 4, c.n_blocks = 1, c.n_heads = 1, c.n_kv_heads = 1,
+  c.head_dim = 4;
+  c.n_ctx = 16;
+  ModelWriter w(c, "tokenizer_test");
+  for (const TensorSpec& s : ExpectedTensors(c)) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    w.Add(s.name, DType::kF32, s.shape, [n](uint8_t* dst) {
+      std::memset(dst, 0, size_t(n) * 4);
+      return Status();
+    });
+  }
+  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(spm.size())}, [&spm](uint8_t* dst) {
+    std::memcpy(dst, spm.data(), spm.size());
+    return Status();
+  });
+  EXPECT_TRUE(w.Write(dir / "tok.mlm", true).ok());
+  auto m = Model::Load(dir / "tok.mlm");
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  return *m;
+}
+
+void CheckParity(const std::string& name) {
+  const auto golden = testing::ReadJson(testing::FixturesDir() + "/tokenizer_golden.json");
+  if (!golden.contains(name)) GTEST_SKIP() << "no goldens for " << name;
+  const std::string path = golden[name]["model"];
+  if (!testing::FileExists(path)) GTEST_SKIP() << path << " is absent";
+  TempDir dir;
+  auto model = ModelWithTokenizer(dir, testing::ReadAll(path), name == "tiny" ? 400 : 32000);
+  ASSERT_TRUE(model);
+  int n = 0;
+  for (const auto& c : golden[name]["cases"]) {
+    const std::string text = c["text"];
+    std::vector<int> want = {1};
+    for (int id : c["ids"]) want.push_back(id);
+    EXPECT_EQ(model->Tokenize(text), want) << "'" << text << "'";
+    EXPECT_EQ(model->Tokenize(text, false), std::vector<int>(want.begin() + 1, want.end()));
+    EXPECT_EQ(model->Detokenize(want), c["decoded"].get<std::string>()) << "'" << text << "'";
+    // Streaming: TokenBytes after BOS equals Decode, except that Decode drops the dummy-prefix
+    // space.
+    std::string streamed;
+    for (int id : want) streamed += model->TokenBytes(id);
+    if (!streamed.empty() && streamed[0] == ' ') streamed.erase(0, 1);
+    EXPECT_EQ(streamed, c["decoded"].get<std::string>()) << "'" << text << "'";
+    ++n;
+  }
+  EXPECT_GT(n, 10);
+}
+
+TEST(Tokenizer, TinyMatchesPythonSentencePiece) {
+  CheckParity("tiny");
+}
+TEST(Tokenizer, Llama32kMatchesPythonSentencePiece) {
+  CheckParity("llama-32k");
+}
+
+TEST(Tokenizer, LlamaSpecialIds) {
+  const std::string path = testing::SharedDir() + "/tokenizers/llama-32k.model";
+  if (!testing::FileExists(path))
+    GTEST_SKIP() << path << " is absent (it lives in ../shared, never in the repo)";
+  TempDir dir;
+  auto model = ModelWithTokenizer(dir, testing::ReadAll(path), 32000);
+  ASSERT_TRUE(model);
+  EXPECT_EQ(model->tokenizer_size(), 32000);
+  EXPECT_EQ(model->TokenBytes(1), "");     // <s>
+  EXPECT_EQ(model->TokenBytes(2), "");     // </s>
+  EXPECT_EQ(model->TokenBytes(13), "\n");  // <0x0A>: byte fallback
+  EXPECT_EQ(model->Tokenize("Hello")[0], 1);
+}
+
+}  // namespace
+}  // namespace mobilellm
