@@ -145,9 +145,10 @@ struct Session::Impl {
   int pos = 0;
   int last_n = 0;  // tokens in the last Evaluate call
 
-  // KV cache: one slot per logical layer.
-  std::vector<float> key_cache;           // [n_layers, n_ctx, kv_dim]
-  std::vector<float> value_cache;         // [n_layers, n_ctx, kv_dim]
+  // KV cache: one slot per logical layer. Left uninitialised: only rows < pos are ever read, so
+  // pages are touched as the context fills and creating a session costs nothing up front.
+  std::unique_ptr<float[]> key_cache;     // [n_layers, n_ctx, kv_dim]
+  std::unique_ptr<float[]> value_cache;   // [n_layers, n_ctx, kv_dim]
   std::vector<float> rope_cos, rope_sin;  // [n_ctx, head_dim / 2]
 
   // Activations for up to n_batch tokens: allocated once, reused for every call.
@@ -225,8 +226,8 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   m.opt = o;
   try {
     const size_t kv = size_t(c.n_layers()) * o.n_ctx * c.kv_dim();
-    m.key_cache.assign(kv, 0.0f);
-    m.value_cache.assign(kv, 0.0f);
+    m.key_cache.reset(new float[kv]);
+    m.value_cache.reset(new float[kv]);
     const int half = c.head_dim / 2;
     m.rope_cos.resize(size_t(o.n_ctx) * half);
     m.rope_sin.resize(size_t(o.n_ctx) * half);
