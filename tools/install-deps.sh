@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages mobilellm.cpp needs and that are missing.
+#   tools/install-deps.sh          build + run (compiler, cmake, sentencepiece, CLI11, nlohmann-json)
+#   tools/install-deps.sh --test   also the test suite's: GoogleTest, Google Benchmark, PyTorch (the oracle)
+set -euo pipefail
+
+pkgs=(g++ cmake make pkg-config libsentencepiece-dev libcli11-dev nlohmann-json3-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  pkgs+=(libgtest-dev libbenchmark-dev python3 python3-torch python3-numpy python3-sentencepiece libopenblas0-pthread)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -q >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
