@@ -160,6 +160,8 @@ struct Session::Impl {
   std::vector<float> hb;      // [n_batch, ffn_dim] gate, then silu(gate) * up
   std::vector<float> hb2;     // [n_batch, ffn_dim] up
   std::vector<float> scores;  // [n_threads, n_ctx]
+  std::vector<int8_t> xq;     // [n_batch, max(dim, q_dim, ffn_dim)] int8 blocks of a matmul input
+  std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
 
   float* KeyAt(int layer, int p) {
@@ -245,6 +247,9 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
     m.q.resize(b * c.q_dim()), m.att.resize(b * c.q_dim());
     m.hb.resize(b * c.ffn_dim), m.hb2.resize(b * c.ffn_dim);
     m.scores.resize(size_t(o.n_threads) * o.n_ctx);
+    const size_t widest = size_t(std::max({c.dim, c.q_dim(), c.ffn_dim}));
+    m.xq.resize(b * widest);
+    m.xd.resize(b * widest / format::kBlock + 1);
     m.logits.resize((o.logits_all ? b : 1) * size_t(c.vocab_size));
   } catch (const std::bad_alloc&) {
     return Status::Error("out of memory allocating the KV cache for a context of " +
@@ -259,13 +264,25 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
 // gate = silu(gate) * up, so the FFN's hidden layer costs one region, not three.
 void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs, bool silu_gate) {
   const int n_threads = pool->size();
+  // All jobs of a region read the same input; integer kernels read it as int8 blocks, made once.
+  const MatmulJob& first = *jobs.begin();
+  const int cols = int(first.w->cols());
+  MatmulInput in{first.x, nullptr, nullptr, n_tokens, cols};
+  for (const MatmulJob& j : jobs) {
+    if (format::IsQuantized(uint32_t(j.w->dtype))) {
+      for (int t = 0; t < n_tokens; ++t)
+        k->quantize_q8(first.x + size_t(t) * cols, cols, &xq[size_t(t) * cols],
+                       &xd[size_t(t) * cols / format::kBlock]);
+      in.q = xq.data(), in.d = xd.data();
+      break;
+    }
+  }
   pool->Run([&](int thread) {
     for (const MatmulJob& j : jobs) {
-      const int rows = int(j.w->rows()), cols = int(j.w->cols());
+      const WeightView w{j.w->data, j.w->dtype, int(j.w->rows()), int(j.w->cols())};
       int r0, r1;
-      ThreadPool::Split(rows, n_threads, thread, 16, &r0, &r1);
-      if (r0 < r1)
-        k->matmul[int(j.w->dtype)](j.x, n_tokens, j.w->data, cols, r0, r1, j.y, j.y_stride);
+      ThreadPool::Split(w.rows, n_threads, thread, 16, &r0, &r1);
+      if (r0 < r1) k->matmul[WeightTypeIndex(w.dtype)](in, w, r0, r1, j.y, j.y_stride);
     }
     if (silu_gate) {
       const MatmulJob& gate = *jobs.begin();
@@ -307,9 +324,10 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
   const ModelConfig& c = model->config();
   const Model::Weights& w = model->weights();
   const int dim = c.dim, half = c.head_dim / 2;
+  const WeightView embd{w.token_embd.data, w.token_embd.dtype, c.vocab_size, dim};
 
   for (int t = 0; t < n; ++t)
-    k->row_to_f32[int(w.token_embd.dtype)](w.token_embd.row(ids[t]), &x[size_t(t) * dim], dim);
+    k->row_to_f32[WeightTypeIndex(w.token_embd.dtype)](embd, ids[t], &x[size_t(t) * dim]);
 
   for (int b = 0; b < c.n_blocks; ++b) {
     const Model::Weights::Block& blk = w.blocks[b];

@@ -152,28 +152,32 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     if (std::memchr(e.name, 0, sizeof(e.name)) == nullptr || e.name[0] == '\0')
       return fail(idx + ": name is empty or not NUL-terminated");
     const std::string name = idx + " '" + e.name + "'";
-    const size_t esize = format::DTypeSize(e.dtype);
-    if (esize == 0)
+    const bool known = format::DTypeSize(e.dtype) != 0 || format::IsQuantized(e.dtype);
+    if (!known)
       return fail(name + ": unknown dtype " + std::to_string(e.dtype) +
-                  " (expected f32, f16, bf16 or u8)");
+                  " (expected f32, f16, bf16, q8_0, q4_0 or u8)");
     if (e.layout != 0)
-      return fail(name + ": unknown layout " + std::to_string(e.layout) +
-                  " (expected 0, row-major)");
+      return fail(name + ": unknown layout " + std::to_string(e.layout) + " (expected 0)");
     if (e.rank < 1 || e.rank > format::kMaxRank)
       return fail(name + ": rank " + std::to_string(e.rank) + " not in 1..4");
-    uint64_t n = esize;
+    uint64_t numel = 1;
     for (uint32_t d = 0; d < format::kMaxRank; ++d) {
       if (d < e.rank && (e.shape[d] == 0 || e.shape[d] > size))
         return fail(name + ": bad shape " + ShapeString(e.shape, e.rank));
       if (d >= e.rank && e.shape[d] != 0)
         return fail(name + ": shape has non-zero dims beyond its rank");
       if (d < e.rank) {
-        if (n > size / e.shape[d])
+        if (numel > size / e.shape[d])
           return fail(name + ": shape " + ShapeString(e.shape, e.rank) +
                       " is larger than the file");
-        n *= e.shape[d];
+        numel *= e.shape[d];
       }
     }
+    const uint64_t n = format::TensorBytes(e.dtype, e.rank, e.shape);
+    if (n == 0)
+      return fail(name + ": " + format::DTypeName(e.dtype) +
+                  " needs a matrix whose rows are a multiple of 32, found " +
+                  ShapeString(e.shape, e.rank));
     if (e.nbytes != n)
       return fail(name + ": nbytes " + std::to_string(e.nbytes) + " does not match shape " +
                   ShapeString(e.shape, e.rank) + " of " + format::DTypeName(e.dtype) + " (" +
@@ -214,11 +218,13 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
       return fail("tensor '" + spec.name + "': shape " + ShapeString(e->shape, e->rank) +
                   " does not match the config, expected " +
                   ShapeString(shape.data(), int(shape.size())));
-    const bool float_type = e->dtype == uint32_t(DType::kF32) ||
-                            e->dtype == uint32_t(DType::kF16) || e->dtype == uint32_t(DType::kBF16);
-    if (spec.is_norm ? e->dtype != uint32_t(DType::kF32) : !float_type)
+    const bool weight_type = e->dtype == uint32_t(DType::kF32) ||
+                             e->dtype == uint32_t(DType::kF16) ||
+                             e->dtype == uint32_t(DType::kBF16) || format::IsQuantized(e->dtype);
+    if (spec.is_norm ? e->dtype != uint32_t(DType::kF32) : !weight_type)
       return fail("tensor '" + spec.name + "': dtype " + format::DTypeName(e->dtype) +
-                  " not allowed (expected " + (spec.is_norm ? "f32" : "f32, f16 or bf16") + ")");
+                  " not allowed (expected " +
+                  (spec.is_norm ? "f32" : "f32, f16, bf16, q8_0 or q4_0") + ")");
   }
   if (entries.size() != expected.size()) {
     for (const TensorEntry* e : entries) {
@@ -312,8 +318,11 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
     std::memcpy(e.name, t.name.data(), t.name.size());
     e.dtype = uint32_t(t.dtype);
     e.rank = uint32_t(t.shape.size());
-    uint64_t n = format::DTypeSize(e.dtype);
-    for (size_t d = 0; d < t.shape.size(); ++d) e.shape[d] = uint64_t(t.shape[d]), n *= e.shape[d];
+    for (size_t d = 0; d < t.shape.size(); ++d) e.shape[d] = uint64_t(t.shape[d]);
+    const uint64_t n = format::TensorBytes(e.dtype, e.rank, e.shape);
+    if (n == 0)
+      return Status::Error(path + ": cannot write tensor '" + t.name +
+                           "': invalid shape for its dtype");
     e.nbytes = n;
     e.offset = offset;
     offset = align(offset + n);

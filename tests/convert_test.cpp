@@ -4,6 +4,7 @@
 
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
+#include "mobilellm/quantize.h"
 #include "pickle.h"
 #include "test_util.h"
 
@@ -22,7 +23,8 @@ class ConvertCase : public ::testing::TestWithParam<const char*> {};
 TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
   auto ckpt = convert::Checkpoint::Open(Hf(GetParam()));
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().message();
-  for (const char* dtype : {"f32", "f16", "bf16"}) {
+  for (const char* dtype : {"f32", "f16", "bf16", "q8_0", "q4_0"}) {
+    const bool quantized = dtype[0] == 'q';
     TempDir dir;
     testing::ConvertCase(GetParam(), dtype, dir / "m.mlm");
     auto file = ModelFile::Open(dir / "m.mlm");
@@ -36,12 +38,26 @@ TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
       const auto it = (*ckpt)->tensors.find(convert::HfTensorName(spec.name));
       ASSERT_NE(it, (*ckpt)->tensors.end()) << spec.name;
       const convert::SourceTensor& src = it->second;
-      const Tensor t = (*file)->View(*(*file)->Find(spec.name));
+      const format::TensorEntry* e = (*file)->Find(spec.name);
+      const Tensor t = (*file)->View(*e);
       ASSERT_EQ(std::vector<int64_t>(t.shape, t.shape + t.rank), src.shape) << spec.name;
       // The converted bytes are the source values rounded once to the file's dtype.
-      std::vector<uint8_t> want(t.numel() * format::DTypeSize(uint32_t(t.dtype)));
-      convert::ConvertTensor(src, t.dtype, want.data());
-      if (!spec.is_norm) {
+      std::vector<uint8_t> want(format::TensorBytes(e->dtype, e->rank, e->shape));
+      if (format::IsQuantized(e->dtype)) {
+        std::vector<float> f32(size_t(t.numel()));
+        convert::ConvertTensor(src, DType::kF32, reinterpret_cast<uint8_t*>(f32.data()));
+        QuantizeMatrix(f32.data(), t.shape[0], t.shape[1], t.dtype, want.data());
+      } else {
+        convert::ConvertTensor(src, t.dtype, want.data());
+      }
+      if (quantized && !spec.is_norm) {
+        // q4_0 keeps the embedding / output head at q8_0; rows not a multiple of 32 fall back to
+        // f16.
+        const bool q8_head =
+            std::string(dtype) == "q4_0" && (spec.name == "token_embd" || spec.name == "output");
+        const char* want_type = t.shape[1] % 32 ? "f16" : q8_head ? "q8_0" : dtype;
+        EXPECT_STREQ(format::DTypeName(e->dtype), want_type) << spec.name;
+      } else if (!spec.is_norm) {
         EXPECT_STREQ(format::DTypeName(uint32_t(t.dtype)), dtype) << spec.name;
       }
       ASSERT_EQ(std::memcmp(t.data, want.data(), want.size()), 0)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mobilellm/kernels.h"
+#include "mobilellm/quantize.h"
 #include "mobilellm/tensor.h"
 #include "test_util.h"
 
@@ -53,7 +54,7 @@ class Kernels : public ::testing::TestWithParam<const KernelTable*> {
 constexpr int kSizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 35, 64, 576, 1536};
 constexpr float kCanary = 12345.0f;
 
-TEST_P(Kernels, Matmul) {
+TEST_P(Kernels, MatmulFloatWeights) {
   const int rows_list[] = {1, 3, 4, 5, 17, 64};
   const int tokens_list[] = {1, 2, 3, 5};
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
@@ -66,8 +67,10 @@ TEST_P(Kernels, Matmul) {
           const int r0 = rows > 4 ? 1 : 0, r1 = rows;  // a sub-range, as a thread would get
           const int stride = rows + 1;                 // y rows are strided; the gap is a canary
           std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
-          k().matmul[int(dt)](x.data(), n_tok, w.data(), cols, r0, r1, y.data(), stride);
-          Ref().matmul[int(dt)](x.data(), n_tok, w.data(), cols, r0, r1, y_ref.data(), stride);
+          const MatmulInput in{x.data(), nullptr, nullptr, n_tok, cols};
+          const WeightView wv{w.data(), dt, rows, cols};
+          k().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y.data(), stride);
+          Ref().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y_ref.data(), stride);
           for (int t = 0; t < n_tok; ++t) {
             for (int r = 0; r < stride; ++r) {
               const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
@@ -90,13 +93,91 @@ TEST_P(Kernels, Matmul) {
   }
 }
 
+TEST_P(Kernels, QuantizeQ8IsBitExact) {
+  for (int n : {32, 64, 96, 352, 576, 1536}) {
+    auto x = Random(n, n, 2.0f);
+    x[3] = 0.0f;
+    std::fill(x.begin() + 32 * (n / 64), x.begin() + 32 * (n / 64) + 32,
+              0.0f);  // an all-zero block
+    std::vector<int8_t> q(n + 1, 77), q_ref(n + 1, 77);
+    std::vector<float> d(n / 32 + 1, kCanary), d_ref(n / 32 + 1, kCanary);
+    k().quantize_q8(x.data(), n, q.data(), d.data());
+    Ref().quantize_q8(x.data(), n, q_ref.data(), d_ref.data());
+    ASSERT_EQ(q, q_ref) << n;
+    ASSERT_EQ(d, d_ref) << n;
+  }
+}
+
+std::vector<uint8_t> Quantized(const std::vector<float>& f, int rows, int cols, DType dt) {
+  const uint64_t shape[2] = {uint64_t(rows), uint64_t(cols)};
+  std::vector<uint8_t> w(format::TensorBytes(uint32_t(dt), 2, shape));
+  QuantizeMatrix(f.data(), rows, cols, dt, w.data());
+  return w;
+}
+
+// Quantized weights: the SIMD table against the reference on the same int8 inputs (they differ
+// only in float summation order), and the reference against the f32 product within the error
+// quantization itself introduces: sum |x| |w - w_q| + |w| |x - x_q| + |w - w_q| |x - x_q|.
+TEST_P(Kernels, MatmulQuantizedWeights) {
+  const int rows_list[] = {1, 4, 5, 17, 64};
+  for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
+    for (int cols : {32, 64, 96, 352, 576, 1536}) {
+      for (int rows : rows_list) {
+        for (int n_tok : {1, 2, 3}) {
+          const int nb = cols / 32;
+          const auto wf = Random(size_t(rows) * cols, 3 + rows + cols, 0.5f);
+          const auto w = Quantized(wf, rows, cols, dt);
+          const auto x = Random(size_t(n_tok) * cols, 11 + cols);
+          std::vector<int8_t> xq(x.size());
+          std::vector<float> xd(size_t(n_tok) * nb);
+          for (int t = 0; t < n_tok; ++t)
+            Ref().quantize_q8(&x[size_t(t) * cols], cols, &xq[size_t(t) * cols],
+                              &xd[size_t(t) * nb]);
+          const MatmulInput in{x.data(), xq.data(), xd.data(), n_tok, cols};
+          const WeightView wv{w.data(), dt, rows, cols};
+          const int r0 = rows > 4 ? 1 : 0, r1 = rows, stride = rows + 1;
+          std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
+          k().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y.data(), stride);
+          Ref().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y_ref.data(), stride);
+          std::vector<float> wdeq(static_cast<size_t>(cols));
+          for (int t = 0; t < n_tok; ++t) {
+            for (int r = 0; r < stride; ++r) {
+              const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
+              if (r < r0 || r >= r1) {
+                ASSERT_EQ(got, kCanary);
+                continue;
+              }
+              Ref().row_to_f32[WeightTypeIndex(dt)](wv, r, wdeq.data());
+              double mag = 0, exact = 0, qbound = 0;
+              for (int c = 0; c < cols; ++c) {
+                const double xv = x[size_t(t) * cols + c], wv_ = wf[size_t(r) * cols + c];
+                mag += std::fabs(xv * wdeq[c]);
+                exact += xv * wv_;
+                const double dw = std::fabs(wdeq[c] - wv_), dx = xd[size_t(t) * nb + c / 32] / 2;
+                qbound += std::fabs(xv) * dw + std::fabs(wv_) * dx + dw * dx;
+              }
+              ASSERT_NEAR(got, want, 2.0 * nb * 6e-8 * mag + 1e-5)
+                  << format::DTypeName(uint32_t(dt)) << " rows " << rows << " cols " << cols
+                  << " t " << t << " r " << r;
+              ASSERT_NEAR(want, exact, qbound * 1.01 + 1e-5)
+                  << "quantization error beyond its bound";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_P(Kernels, RowToF32IsExact) {
-  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
-    for (int n : kSizes) {
-      const auto v = Encode(Random(n, n), dt);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (int n : {32, 64, 576}) {
+      const auto f = Random(size_t(3) * n, n);
+      const auto v = format::IsQuantized(uint32_t(dt)) ? Quantized(f, 3, n, dt) : Encode(f, dt);
+      const WeightView wv{v.data(), dt, 3, n};
       std::vector<float> got(n + 1, kCanary), want(n + 1, kCanary);
-      k().row_to_f32[int(dt)](v.data(), got.data(), n);
-      Ref().row_to_f32[int(dt)](v.data(), want.data(), n);
+      k().row_to_f32[WeightTypeIndex(dt)](wv, 2, got.data());
+      Ref().row_to_f32[WeightTypeIndex(dt)](wv, 2, want.data());
       ASSERT_EQ(got, want) << format::DTypeName(uint32_t(dt)) << " n " << n;
     }
   }

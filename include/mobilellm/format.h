@@ -43,8 +43,17 @@ enum class DType : uint32_t {
   kF16 = 1,   // IEEE binary16
   kBF16 = 2,  // bfloat16: the top 16 bits of a binary32
   kU8 = 3,    // raw bytes (the tokenizer)
-  // 16..31 reserved for block-quantized weights (q8_0, q4_0), see TensorEntry::layout.
+  // Block-quantized weight matrices (16..31): rank 2, cols a multiple of kBlock, planar layout.
+  kQ8_0 = 16,  // int8, one f16 scale per block of 32: w = q * d
+  kQ4_0 = 17,  // 4-bit, one f16 scale per block of 32: w = (q - 8) * d
 };
+
+// Quantized matrices [rows, cols] are stored planar, so kernels stream two dense arrays:
+//   quants  rows * cols bytes (q8_0) or rows * cols / 2 bytes (q4_0), row-major;
+//   scales  rows * (cols / 32) f16 values, row-major, immediately after the quants.
+// A q4_0 block of 32 takes 16 bytes: byte j holds element j in its low nibble and element j + 16
+// in its high nibble (ggml's convention, so the two halves unpack with one shift and one mask).
+inline constexpr int kBlock = 32;
 
 // How RoPE pairs the dimensions of a head. MobileLLM v1 was trained in HF code: kHalf.
 enum class RopeStyle : uint32_t {
@@ -120,6 +129,9 @@ constexpr size_t DTypeSize(uint32_t dtype) {
       return 2;
     case DType::kU8:
       return 1;
+    case DType::kQ8_0:  // block types have no element size: see TensorBytes
+    case DType::kQ4_0:
+      return 0;
   }
   return 0;
 }
@@ -134,8 +146,28 @@ constexpr const char* DTypeName(uint32_t dtype) {
       return "bf16";
     case DType::kU8:
       return "u8";
+    case DType::kQ8_0:
+      return "q8_0";
+    case DType::kQ4_0:
+      return "q4_0";
   }
   return "unknown";
+}
+
+constexpr bool IsQuantized(uint32_t dtype) {
+  return dtype == uint32_t(DType::kQ8_0) || dtype == uint32_t(DType::kQ4_0);
+}
+
+// Bytes of a tensor of this dtype and shape, or 0 if the combination is invalid (unknown dtype,
+// a quantized tensor that is not a matrix with cols % kBlock == 0). Callers bound the shape first.
+constexpr uint64_t TensorBytes(uint32_t dtype, uint32_t rank, const uint64_t* shape) {
+  uint64_t n = 1;
+  for (uint32_t i = 0; i < rank; ++i) n *= shape[i];
+  if (IsQuantized(dtype)) {
+    if (rank != 2 || shape[1] % kBlock != 0) return 0;
+    return (dtype == uint32_t(DType::kQ8_0) ? n : n / 2) + n / kBlock * 2;
+  }
+  return n * DTypeSize(dtype);
 }
 
 }  // namespace mobilellm::format

@@ -15,23 +15,64 @@
 
 #include "mobilellm/cpu.h"
 #include "mobilellm/format.h"
+#include "mobilellm/tensor.h"
 
 namespace mobilellm {
 
-// y[t * y_stride + r] = sum_k x[t * cols + k] * W[r, k]  for t in [0, n_tokens), r in [r0, r1).
-// x and y must not alias. The caller splits [0, rows) across threads.
-using MatmulFn = void (*)(const float* x, int n_tokens, const void* w, int cols, int r0, int r1,
-                          float* y, int y_stride);
+// A weight matrix as the kernels see it: [rows, cols] of `dtype`, laid out as format.h says
+// (quantized types are planar: all quants, then all f16 block scales).
+struct WeightView {
+  const void* data;
+  DType dtype;
+  int rows, cols;
+};
+
+// The input of a matmul: x [n_tokens, cols] in f32 and, when the weights are quantized, the same
+// rows as int8 blocks (q [n_tokens, cols], d [n_tokens, cols / 32]) made by quantize_q8.
+struct MatmulInput {
+  const float* x;
+  const int8_t* q;
+  const float* d;
+  int n_tokens;
+  int cols;
+};
+
+// y[t * y_stride + r] = sum_k x[t, k] * W[r, k]  for t in [0, n_tokens), r in [r0, r1).
+// Quantized weights use the int8 activations: sum_b dW[r, b] * dx[t, b] * sum_j qW * qx.
+// y must not alias the input. The caller splits [0, rows) across threads.
+using MatmulFn = void (*)(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                          int y_stride);
+
+// Weight types a kernel table serves, in table order.
+inline constexpr int kNumWeightTypes = 5;
+constexpr int WeightTypeIndex(DType dt) {
+  switch (dt) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kBF16:
+      return 2;
+    case DType::kQ8_0:
+      return 3;
+    case DType::kQ4_0:
+      return 4;
+    default:
+      return -1;
+  }
+}
 
 struct KernelTable {
   const char* name;      // "ref", "avx2", ...
   const char* requires;  // CPU features needed, for messages: "avx2 fma f16c"
   bool (*supported)(const CpuFeatures&);
 
-  // Indexed by format::DType (f32, f16, bf16).
-  MatmulFn matmul[3];
-  // dst[0..n) = float(src[0..n)) for a row of the given dtype (embedding lookup).
-  void (*row_to_f32[3])(const void* src, float* dst, int n);
+  // Indexed by WeightTypeIndex: f32, f16, bf16, q8_0, q4_0.
+  MatmulFn matmul[kNumWeightTypes];
+  // dst[0..cols) = row `row` of w as f32 (embedding lookup).
+  void (*row_to_f32[kNumWeightTypes])(const WeightView& w, int row, float* dst);
+  // Quantizes n floats (n % 32 == 0) to int8 blocks of 32: d[b] = max|x| / 127, q = round(x / d).
+  void (*quantize_q8)(const float* x, int n, int8_t* q, float* d);
 
   // out = x * rsqrt(mean(x^2) + eps) * w. out may alias x.
   void (*rmsnorm)(const float* x, const float* w, int n, float eps, float* out);

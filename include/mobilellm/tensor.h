@@ -33,19 +33,21 @@ struct Tensor {
   const float* f32() const { return static_cast<const float*>(data); }
 };
 
-inline uint32_t F32Bits(float f) {
+// The conversions below have internal linkage (static) on purpose: kernel TUs built with AVX2 or
+// AVX-512 flags include them, and a shared inline copy could be merged into portable code.
+static inline uint32_t F32Bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
 }
-inline float BitsF32(uint32_t u) {
+static inline float BitsF32(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
 }
 
 // IEEE binary16 -> binary32, exact (subnormals, inf, NaN included).
-inline float F16ToF32(uint16_t h) {
+static inline float F16ToF32(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
   const uint32_t exp = (h >> 10) & 0x1F;
   uint32_t mant = h & 0x3FF;
@@ -61,7 +63,7 @@ inline float F16ToF32(uint16_t h) {
 }
 
 // binary32 -> binary16, round to nearest even (what PyTorch's .half() does).
-inline uint16_t F32ToF16(float f) {
+static inline uint16_t F32ToF16(float f) {
   const uint32_t x = F32Bits(f);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t abs = x & 0x7FFFFFFF;
@@ -82,12 +84,12 @@ inline uint16_t F32ToF16(float f) {
   return uint16_t(sign | h);
 }
 
-inline float BF16ToF32(uint16_t b) {
+static inline float BF16ToF32(uint16_t b) {
   return BitsF32(uint32_t(b) << 16);
 }
 
 // binary32 -> bfloat16, round to nearest even; NaN stays NaN.
-inline uint16_t F32ToBF16(float f) {
+static inline uint16_t F32ToBF16(float f) {
   const uint32_t x = F32Bits(f);
   if ((x & 0x7FFFFFFF) > 0x7F800000) return uint16_t((x >> 16) | 0x40);
   return uint16_t((x + 0x7FFF + ((x >> 16) & 1)) >> 16);

@@ -9,6 +9,7 @@ namespace mobilellm {
 extern const KernelTable kRefKernels;
 #if defined(MOBILELLM_HAVE_AVX2)
 extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvx512VnniKernels;
 #endif
 
 const std::vector<const KernelTable*>& AllKernelTables() {
@@ -16,6 +17,7 @@ const std::vector<const KernelTable*>& AllKernelTables() {
     &kRefKernels,
 #if defined(MOBILELLM_HAVE_AVX2)
     &kAvx2Kernels,
+    &kAvx512VnniKernels,
 #endif
   };
   return tables;

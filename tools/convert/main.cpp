@@ -13,6 +13,7 @@
 
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
+#include "mobilellm/quantize.h"
 
 namespace {
 
@@ -53,8 +54,8 @@ ModelWriter::Progress MakeProgress(bool quiet) {
   };
 }
 
-// Deterministic N(0, std) weights: splitmix64 + Box-Muller, one stream per tensor.
-void FillRandom(uint8_t* dst, DType dtype, int64_t n, uint64_t seed, float std_dev) {
+// Deterministic N(0, std) values: splitmix64 + Box-Muller, one stream per tensor.
+void RandomNormal(float* dst, int64_t n, uint64_t seed, float std_dev) {
   uint64_t state = seed;
   auto next = [&] {
     uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -65,15 +66,36 @@ void FillRandom(uint8_t* dst, DType dtype, int64_t n, uint64_t seed, float std_d
   for (int64_t i = 0; i < n; i += 2) {
     const double u1 = next() + 0x1.0p-54, u2 = next();
     const double r = std::sqrt(-2.0 * std::log(u1)) * std_dev;
-    const float v[2] = {float(r * std::cos(6.283185307179586 * u2)),
-                        float(r * std::sin(6.283185307179586 * u2))};
-    for (int k = 0; k < 2 && i + k < n; ++k) {
-      if (dtype == DType::kF32) {
-        std::memcpy(dst + (i + k) * 4, &v[k], 4);
-      } else {
-        const uint16_t h = dtype == DType::kF16 ? F32ToF16(v[k]) : F32ToBF16(v[k]);
-        std::memcpy(dst + (i + k) * 2, &h, 2);
-      }
+    dst[i] = float(r * std::cos(6.283185307179586 * u2));
+    if (i + 1 < n) dst[i + 1] = float(r * std::sin(6.283185307179586 * u2));
+  }
+}
+
+// What a tensor is stored as for a requested --dtype. Norms stay f32. Quantized files keep the
+// embedding (and a separate output head) at 8 bits even for q4_0, as ExecuTorch's phone recipe
+// does: it is also the output classifier, where 4 bits cost the most quality. A matrix whose rows
+// are not a multiple of 32 cannot be block-quantized and falls back to f16.
+DType StorageType(const TensorSpec& spec, DType requested) {
+  if (spec.is_norm) return DType::kF32;
+  if (!format::IsQuantized(uint32_t(requested))) return requested;
+  if (spec.shape.size() != 2 || spec.shape[1] % format::kBlock != 0) return DType::kF16;
+  if (requested == DType::kQ4_0 && (spec.name == "token_embd" || spec.name == "output"))
+    return DType::kQ8_0;
+  return requested;
+}
+
+// Writes `n` f32 values into dst as `dtype` ([rows, cols] for quantized types).
+void StoreAs(const float* v, const std::vector<int64_t>& shape, DType dtype, uint8_t* dst) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (format::IsQuantized(uint32_t(dtype)))
+    return QuantizeMatrix(v, shape[0], shape[1], dtype, dst);
+  for (int64_t i = 0; i < n; ++i) {
+    if (dtype == DType::kF32) {
+      std::memcpy(dst + i * 4, &v[i], 4);
+    } else {
+      const uint16_t h = dtype == DType::kF16 ? F32ToF16(v[i]) : F32ToBF16(v[i]);
+      std::memcpy(dst + i * 2, &h, 2);
     }
   }
 }
@@ -85,9 +107,9 @@ struct Args {
 };
 
 int Run(const Args& a) {
-  const DType dtype = a.dtype == "f32"    ? DType::kF32
-                      : a.dtype == "bf16" ? DType::kBF16
-                                          : DType::kF16;
+  DType dtype = DType::kF16;
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
+    if (a.dtype == format::DTypeName(uint32_t(d))) dtype = d;
   const std::string producer =
       "mobilellm-convert 0.1.0: " + a.dtype +
       (a.preset.empty() ? " from an HF checkpoint" : " random " + a.preset);
@@ -108,17 +130,14 @@ int Run(const Args& a) {
     ModelWriter w(*config, producer);
     uint64_t index = 0;
     for (const TensorSpec& spec : ExpectedTensors(*config)) {
-      const DType dt = spec.is_norm ? DType::kF32 : dtype;
+      const DType dt = StorageType(spec, dtype);
       int64_t n = 1;
       for (int64_t d : spec.shape) n *= d;
       const uint64_t seed = a.seed * 0x100000001B3ull + ++index;
       w.Add(spec.name, dt, spec.shape, [=](uint8_t* dst) {
-        if (spec.is_norm) {
-          const float one = 1.0f;
-          for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * 4, &one, 4);
-        } else {
-          FillRandom(dst, dt, n, seed, 0.02f);
-        }
+        std::vector<float> v(size_t(n), 1.0f);  // norms: 1
+        if (!spec.is_norm) RandomNormal(v.data(), n, seed, 0.02f);
+        StoreAs(v.data(), spec.shape, dt, dst);
         return Status();
       });
     }
@@ -153,9 +172,15 @@ int Run(const Args& a) {
       return Fail(src.file + ": tensor '" + hf + "' has shape " + ShapeString(src.shape) +
                   ", expected " + ShapeString(spec.shape) + " from config.json");
     used.insert(hf);
-    const DType dt = spec.is_norm ? DType::kF32 : dtype;
-    w.Add(spec.name, dt, spec.shape, [&src, dt](uint8_t* dst) {
-      convert::ConvertTensor(src, dt, dst);
+    const DType dt = StorageType(spec, dtype);
+    w.Add(spec.name, dt, spec.shape, [&src, shape = spec.shape, dt](uint8_t* dst) {
+      if (!format::IsQuantized(uint32_t(dt))) {
+        convert::ConvertTensor(src, dt, dst);
+      } else {
+        std::vector<float> v(size_t(src.numel()));
+        convert::ConvertTensor(src, DType::kF32, reinterpret_cast<uint8_t*>(v.data()));
+        StoreAs(v.data(), shape, dt, dst);
+      }
       return Status();
     });
   }
@@ -190,9 +215,10 @@ int main(int argc, char** argv) {
   auto* in = app.add_option("checkpoint_dir", a.input, "HF checkpoint directory")
                  ->check(CLI::ExistingDirectory);
   app.add_option("-o,--output", a.output, "Output .mlm file")->required();
-  app.add_option("--dtype", a.dtype, "Weight type of the matrices (norms stay f32)")
+  app.add_option("--dtype", a.dtype,
+                 "Weight type of the matrices (norms stay f32; q4_0 keeps the embedding at q8_0)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   std::string presets;
   for (const auto& p : ModelConfig::PresetNames()) presets += (presets.empty() ? "" : ", ") + p;
   auto* rnd =

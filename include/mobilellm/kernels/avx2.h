@@ -14,6 +14,10 @@
 #include "mobilellm/kernels/ref.h"
 
 namespace mobilellm::avx2 {
+// Internal linkage: every kernel TU gets its own copy compiled with its own ISA flags. Shared
+// inline or template code would be merged across TUs by the linker, and an AVX-512 build of a
+// function could end up serving the portable table (SIGILL on older CPUs).
+namespace {
 
 inline float HSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -63,15 +67,30 @@ inline __m256 Exp(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-// Tiles of 4 weight rows x 2 tokens: each weight vector loaded (and converted) once serves two
-// tokens, each activation vector serves four rows. Decode (1 token) runs the 4 x 1 tile.
+// Software prefetch distance for streaming weights: one 4-row tile ahead. The L2 streamer alone
+// does not keep enough misses in flight for four interleaved short rows (shared/limits: f16 GEMV
+// reaches ~50% of DRAM bandwidth without it, ~88% with it).
+inline void PrefetchTile(const void* tile_ahead, int64_t byte_offset, int64_t row_bytes) {
+  const char* p = static_cast<const char*>(tile_ahead) + byte_offset;
+  _mm_prefetch(p, _MM_HINT_T0);
+  _mm_prefetch(p + row_bytes, _MM_HINT_T0);
+  _mm_prefetch(p + 2 * row_bytes, _MM_HINT_T0);
+  _mm_prefetch(p + 3 * row_bytes, _MM_HINT_T0);
+}
+
+// Float weights. Tiles of 4 weight rows x 2 tokens: each weight vector loaded (and converted) once
+// serves two tokens, each activation vector serves four rows. Decode (1 token) runs 4 x 1 tiles.
 template <DType kW>
-void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r1, float* y,
-            int y_stride) {
-  const int k8 = cols & ~7;
+void Matmul(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int y_stride) {
+  const void* w = wv.data;
+  const int cols = wv.cols, n_tokens = in.n_tokens, k8 = cols & ~7;
+  constexpr int kElem = kW == DType::kF32 ? 4 : 2, kPerLine = 64 / kElem;
+  const float* x = in.x;
   int r = r0;
   for (; r + 4 <= r1; r += 4) {
     const int64_t w0 = int64_t(r) * cols;
+    const bool prefetch = r + 8 <= r1;
+    const char* ahead = static_cast<const char*>(w) + (w0 + 4 * int64_t(cols)) * kElem;
     int t = 0;
     for (; t + 2 <= n_tokens; t += 2) {
       const float* xa = x + int64_t(t) * cols;
@@ -79,6 +98,8 @@ void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       for (int k = 0; k < k8; k += 8) {
+        if (t == 0 && prefetch && k % kPerLine == 0)
+          PrefetchTile(ahead, int64_t(k) * kElem, int64_t(cols) * kElem);
         const __m256 va = _mm256_loadu_ps(xa + k), vb = _mm256_loadu_ps(xb + k);
         const __m256 q0 = Load8<kW>(w, w0 + k), q1 = Load8<kW>(w, w0 + cols + k);
         const __m256 q2 = Load8<kW>(w, w0 + 2 * cols + k), q3 = Load8<kW>(w, w0 + 3 * cols + k);
@@ -91,8 +112,8 @@ void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r
       float sb[4] = {HSum(b0), HSum(b1), HSum(b2), HSum(b3)};
       for (int k = k8; k < cols; ++k) {
         for (int i = 0; i < 4; ++i) {
-          const float wv = ref::WeightAt<kW>(w, w0 + i * cols + k);
-          sa[i] += xa[k] * wv, sb[i] += xb[k] * wv;
+          const float wv_ = ref::WeightAt<kW>(w, w0 + i * cols + k);
+          sa[i] += xa[k] * wv_, sb[i] += xb[k] * wv_;
         }
       }
       for (int i = 0; i < 4; ++i) {
@@ -104,6 +125,8 @@ void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r
       const float* xa = x + int64_t(t) * cols;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (int k = 0; k < k8; k += 8) {
+        if (t == 0 && prefetch && k % kPerLine == 0)
+          PrefetchTile(ahead, int64_t(k) * kElem, int64_t(cols) * kElem);
         const __m256 va = _mm256_loadu_ps(xa + k);
         a0 = _mm256_fmadd_ps(Load8<kW>(w, w0 + k), va, a0);
         a1 = _mm256_fmadd_ps(Load8<kW>(w, w0 + cols + k), va, a1);
@@ -131,11 +154,107 @@ void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r
   }
 }
 
+// The 32 quants of block b of a row, as int8 in element order (q4_0 unpacked to [-8, 7]).
 template <DType kW>
-void RowToF32(const void* src, float* dst, int n) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, Load8<kW>(src, i));
-  for (; i < n; ++i) dst[i] = ref::WeightAt<kW>(src, i);
+inline __m256i LoadBlock(const uint8_t* row, int b) {
+  if constexpr (kW == DType::kQ8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 32));
+  } else {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 16));
+    const __m128i lo = _mm_and_si128(bytes, _mm_set1_epi8(15));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15));
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  }
+}
+
+// sum(x * w) over 32 int8 pairs, as 8 int32 lanes: maddubs needs an unsigned operand, so it
+// multiplies |x| by w carrying x's sign (no i16 overflow: 2 * 127 * 128 < 32768).
+inline __m256i DotBlock(__m256i x_abs, __m256i x, __m256i w) {
+  const __m256i p16 = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w, x));
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// Quantized weights x int8 activations, 4 rows at a time, prefetching the next tile.
+template <DType kW>
+void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  const int cols = w.cols, nb = cols / format::kBlock;
+  const int64_t row_bytes = kW == DType::kQ8_0 ? cols : cols / 2;
+  const uint8_t* quants = static_cast<const uint8_t*>(w.data);
+  const uint16_t* scales = ref::Scales(w);
+  int r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const uint8_t* q0 = quants + int64_t(r) * row_bytes;
+    const bool prefetch = r + 8 <= r1;
+    if (prefetch)
+      _mm_prefetch(reinterpret_cast<const char*>(scales + int64_t(r + 4) * nb), _MM_HINT_T0);
+    for (int t = 0; t < in.n_tokens; ++t) {
+      const int8_t* xq = in.q + int64_t(t) * cols;
+      const float* xd = in.d + int64_t(t) * nb;
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+      for (int b = 0; b < nb; ++b) {
+        if (t == 0 && prefetch && (b * row_bytes / nb) % 64 == 0)
+          PrefetchTile(q0 + 4 * row_bytes, b * row_bytes / nb, row_bytes);
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+        const __m256i x_abs = _mm256_sign_epi8(x, x);
+        for (int i = 0; i < 4; ++i) {
+          const __m256i p = DotBlock(x_abs, x, LoadBlock<kW>(q0 + i * row_bytes, b));
+          const float d = _cvtsh_ss(scales[int64_t(r + i) * nb + b]) * xd[b];
+          acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d), acc[i]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) y[int64_t(t) * y_stride + r + i] = HSum(acc[i]);
+    }
+  }
+  for (; r < r1; ++r) {
+    const uint8_t* q = quants + int64_t(r) * row_bytes;
+    for (int t = 0; t < in.n_tokens; ++t) {
+      const int8_t* xq = in.q + int64_t(t) * cols;
+      __m256 acc = _mm256_setzero_ps();
+      for (int b = 0; b < nb; ++b) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+        const __m256i p = DotBlock(_mm256_sign_epi8(x, x), x, LoadBlock<kW>(q, b));
+        const float d = _cvtsh_ss(scales[int64_t(r) * nb + b]) * in.d[int64_t(t) * nb + b];
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d), acc);
+      }
+      y[int64_t(t) * y_stride + r] = HSum(acc);
+    }
+  }
+}
+
+template <DType kW>
+void RowToF32(const WeightView& w, int row, float* dst) {
+  if constexpr (format::IsQuantized(uint32_t(kW))) {
+    ref::RowToF32<kW>(w, row, dst);  // one row per token: not worth a SIMD twin
+  } else {
+    const int64_t base = int64_t(row) * w.cols;
+    int i = 0;
+    for (; i + 8 <= w.cols; i += 8) _mm256_storeu_ps(dst + i, Load8<kW>(w.data, base + i));
+    for (; i < w.cols; ++i) dst[i] = ref::WeightAt<kW>(w.data, base + i);
+  }
+}
+
+// Same arithmetic as ref::QuantizeQ8 (max, 127 / max as 1 / (max / 127), round half even), so
+// the int8 values are identical.
+inline void QuantizeQ8(const float* x, int n, int8_t* q, float* d) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int b = 0; b < n / 32; ++b) {
+    __m256 v[4], mx = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + b * 32 + j * 8);
+      mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
+    }
+    const float amax = HMax(mx), scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    d[b] = scale;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], vinv)),
+                  i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], vinv));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], vinv)),
+                  i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], vinv));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * 32), p);
+  }
 }
 
 inline float Dot(const float* x, const float* y, int n) {
@@ -233,4 +352,5 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
   }
 }
 
+}  // namespace
 }  // namespace mobilellm::avx2

@@ -4,20 +4,19 @@
 // is tested against these. They are also a complete, portable table of their own ("ref").
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "mobilellm/format.h"
+#include "mobilellm/kernels.h"
 #include "mobilellm/tensor.h"
 
 namespace mobilellm::ref {
-
-inline float LoadF32(const float* p, int i) {
-  return p[i];
-}
-inline float LoadF32(const uint16_t* p, int i, DType dt) {
-  return dt == DType::kF16 ? F16ToF32(p[i]) : BF16ToF32(p[i]);
-}
+// Internal linkage: every kernel TU gets its own copy compiled with its own ISA flags. Shared
+// inline or template code would be merged across TUs by the linker, and an AVX-512 build of a
+// function could end up serving the portable table (SIGILL on older CPUs).
+namespace {
 
 template <DType kW>
 inline float WeightAt(const void* w, int64_t i) {
@@ -27,23 +26,76 @@ inline float WeightAt(const void* w, int64_t i) {
   return 0.0f;
 }
 
+// Quantized matrices (format.h): the f16 block scales follow the quants.
+inline const uint16_t* Scales(const WeightView& w) {
+  const int64_t n = int64_t(w.rows) * w.cols;
+  return reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(w.data) +
+                                           (w.dtype == DType::kQ8_0 ? n : n / 2));
+}
+
+// The integer quant of element k of row r: q8_0 as stored, q4_0 unpacked to [-8, 7].
+template <DType kW>
+inline int QuantAt(const WeightView& w, int r, int k) {
+  if constexpr (kW == DType::kQ8_0) {
+    return static_cast<const int8_t*>(w.data)[int64_t(r) * w.cols + k];
+  } else {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + int64_t(r) * w.cols / 2;
+    const int j = k % format::kBlock;
+    const uint8_t byte = row[k / format::kBlock * 16 + (j & 15)];
+    return (j < 16 ? byte & 15 : byte >> 4) - 8;
+  }
+}
+
 // y[t, r] = x[t, :] . W[r, :]
 template <DType kW>
-void Matmul(const float* x, int n_tokens, const void* w, int cols, int r0, int r1, float* y,
-            int y_stride) {
-  for (int t = 0; t < n_tokens; ++t) {
+void Matmul(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  for (int t = 0; t < in.n_tokens; ++t) {
     for (int r = r0; r < r1; ++r) {
       float sum = 0.0f;
-      for (int k = 0; k < cols; ++k)
-        sum += x[t * cols + k] * WeightAt<kW>(w, int64_t(r) * cols + k);
-      y[t * y_stride + r] = sum;
+      if constexpr (format::IsQuantized(uint32_t(kW))) {
+        const int nb = w.cols / format::kBlock;
+        for (int b = 0; b < nb; ++b) {
+          int32_t isum = 0;
+          for (int j = 0; j < format::kBlock; ++j) {
+            const int k = b * format::kBlock + j;
+            isum += int32_t(in.q[int64_t(t) * in.cols + k]) * QuantAt<kW>(w, r, k);
+          }
+          sum +=
+              float(isum) * (F16ToF32(Scales(w)[int64_t(r) * nb + b]) * in.d[int64_t(t) * nb + b]);
+        }
+      } else {
+        for (int k = 0; k < w.cols; ++k)
+          sum += in.x[int64_t(t) * in.cols + k] * WeightAt<kW>(w.data, int64_t(r) * w.cols + k);
+      }
+      y[int64_t(t) * y_stride + r] = sum;
     }
   }
 }
 
 template <DType kW>
-void RowToF32(const void* src, float* dst, int n) {
-  for (int i = 0; i < n; ++i) dst[i] = WeightAt<kW>(src, i);
+void RowToF32(const WeightView& w, int row, float* dst) {
+  for (int k = 0; k < w.cols; ++k) {
+    if constexpr (format::IsQuantized(uint32_t(kW))) {
+      const float d =
+          F16ToF32(Scales(w)[int64_t(row) * (w.cols / format::kBlock) + k / format::kBlock]);
+      dst[k] = float(QuantAt<kW>(w, row, k)) * d;
+    } else {
+      dst[k] = WeightAt<kW>(w.data, int64_t(row) * w.cols + k);
+    }
+  }
+}
+
+// Per block of 32: d = max|x| / 127, q = round-half-even(x / d) (as 1/d times x, like SIMD twins).
+inline void QuantizeQ8(const float* x, int n, int8_t* q, float* d) {
+  for (int b = 0; b < n / format::kBlock; ++b) {
+    const float* xb = x + b * format::kBlock;
+    float amax = 0.0f;
+    for (int j = 0; j < format::kBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    d[b] = scale;
+    for (int j = 0; j < format::kBlock; ++j)
+      q[b * format::kBlock + j] = int8_t(std::nearbyint(xb[j] * inv));
+  }
 }
 
 // HF LlamaRMSNorm: x * rsqrt(mean(x^2) + eps), then * weight.
@@ -101,4 +153,5 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
   }
 }
 
+}  // namespace
 }  // namespace mobilellm::ref
