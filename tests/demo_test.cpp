@@ -1,0 +1,68 @@
+// The bundled demo model (models/): the C++ engine reproduces what PyTorch computed when the
+// model was trained (tools/demo/train.py wrote models/demo-golden.json from the same fp16 weights).
+#include "test_util.h"
+
+namespace mobilellm {
+namespace {
+
+using testing::RunCommand;
+
+std::string Models() {
+  return MOBILELLM_SOURCE_DIR "/models";
+}
+
+nlohmann::json LastLine(const std::string& out) {
+  return nlohmann::json::parse(out.substr(out.rfind('\n', out.size() - 2) + 1));
+}
+
+class Demo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::FileExists(Models() + "/demo-austen.mlm"))
+      FAIL() << "models/demo-austen.mlm is missing";
+    golden_ = testing::ReadJson(Models() + "/demo-golden.json");
+  }
+  nlohmann::json golden_;
+};
+
+TEST_F(Demo, GreedyGenerationEqualsPyTorch) {
+  const std::string prompt = golden_["prompt"];
+  const auto r =
+      RunCommand(testing::Mobilellm() + " generate -m " + Models() +
+                 "/demo-austen.mlm --temp 0 --repeat-penalty 1 -n " +
+                 std::to_string(golden_["greedy_ids"].size()) + " --json -p '" + prompt + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = LastLine(r.out);
+  EXPECT_EQ(j["prompt_ids"], golden_["prompt_ids"]);
+  const auto& want = golden_["greedy_ids"];
+  ASSERT_LE(j["ids"].size(), want.size());
+  for (size_t i = 0; i < j["ids"].size(); ++i) EXPECT_EQ(j["ids"][i], want[i]) << "token " << i;
+  if (j["stop_reason"] == "eos") {
+    EXPECT_EQ(want[j["ids"].size()], 2) << "stopped at EOS where PyTorch did not emit one";
+  } else {
+    EXPECT_EQ(j["ids"].size(), want.size());
+  }
+}
+
+TEST_F(Demo, HeldOutPerplexityWithinOnePercentOfPyTorch) {
+  const auto r = RunCommand(testing::Mobilellm() + " perplexity -m " + Models() +
+                            "/demo-austen.mlm -f " + Models() + "/demo-heldout.txt -c " +
+                            std::to_string(golden_["heldout_ctx"].get<int>()) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = LastLine(r.out);
+  EXPECT_EQ(j["tokens"], golden_["heldout_tokens"]);
+  const double ours = j["perplexity"], torch = golden_["heldout_ppl"];
+  std::printf("[demo] held-out perplexity: engine %.4f, PyTorch %.4f (%+.4f%%)\n", ours, torch,
+              100 * (ours / torch - 1));
+  EXPECT_NEAR(ours / torch, 1.0, 0.01);
+}
+
+TEST_F(Demo, GenerateWithoutModelUsesTheBundledDemo) {
+  const auto r = RunCommand(testing::Mobilellm() + " generate -p 'Elizabeth' -n 8 --seed 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Elizabeth", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("Elizabeth\n").size());
+}
+
+}  // namespace
+}  // namespace mobilellm
