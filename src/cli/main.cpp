@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "bench.h"
 #include "mobilellm/mobilellm.h"
 
 #ifndef MOBILELLM_SOURCE_DIR
@@ -243,6 +244,7 @@ int RunGenerate(GenerateArgs& a) {
   } else {
     std::printf("\n");
   }
+  std::fflush(stdout);  // the text ends before the timings line on a shared terminal
   std::fprintf(stderr,
                "load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s | "
                "stop: %s\n",
@@ -383,6 +385,29 @@ int main(int argc, char** argv) {
   ppl->add_flag("--json", pp.json, "Print one JSON object");
   ppl->add_flag("-v,--verbose", pp.verbose, "Print the kernel table, CPU features and threads");
 
+  cli::BenchArgs bn;
+  auto* bench =
+      app.add_subcommand("bench", "Benchmark load, prefill and decode (one process per row)");
+  bench->add_option("-m,--model", bn.models, "Model file(s) (.mlm); repeatable")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bench->add_option("-p,--n-prompt", bn.n_prompt, "Prompt tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
+  bench->add_option("-n,--n-gen", bn.n_gen, "Generated tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 16));
+  bench->add_option("-r,--reps", bn.reps, "Repetitions after one warm-up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  bench->add_option("-t,--threads", bn.threads, "Thread counts, e.g. 1,2")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  bench->add_option("--output", bn.output, "md, json (one object per row) or csv")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"md", "json", "csv"}));
+
   try {
     app.parse(argc, argv);
     g.prompt_given = gen->count("--prompt") > 0;
@@ -403,5 +428,6 @@ int main(int argc, char** argv) {
   if (*tok) return RunTokenize(tk);
   if (*info) return RunInfo(in);
   if (*ppl) return RunPerplexity(pp);
+  if (*bench) return cli::RunBench(bn);
   return 2;
 }

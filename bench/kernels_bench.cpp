@@ -1,0 +1,153 @@
+// Google Benchmark entries for every (op, kernel table), from the same registry the engine and the
+// tests use, at the real MobileLLM-125M and 350M shapes.
+//
+//   build/bench/kernels_bench --benchmark_filter='matmul/q8_0' --benchmark_min_time=0.5
+//
+// Decode-shaped matmuls (1 token) rotate through copies of the matrix totalling > 256 MiB, so
+// the weights come from DRAM as they do in a real decode step; counters: weight GB/s and GFLOP/s.
+// Prefill-shaped ones (128 tokens) reuse one matrix: they measure arithmetic. Tables the CPU
+// cannot run are skipped with the missing feature named.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mobilellm/kernels.h"
+#include "mobilellm/quantize.h"
+#include "mobilellm/tensor.h"
+
+namespace mobilellm {
+namespace {
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<uint8_t> Encode(const std::vector<float>& f, int rows, int cols, DType dt) {
+  const uint64_t shape[2] = {uint64_t(rows), uint64_t(cols)};
+  std::vector<uint8_t> out(format::TensorBytes(uint32_t(dt), 2, shape));
+  if (format::IsQuantized(uint32_t(dt))) {
+    QuantizeMatrix(f.data(), rows, cols, dt, out.data());
+  } else {
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (dt == DType::kF32) {
+        std::memcpy(&out[4 * i], &f[i], 4);
+      } else {
+        const uint16_t h = dt == DType::kF16 ? F32ToF16(f[i]) : F32ToBF16(f[i]);
+        std::memcpy(&out[2 * i], &h, 2);
+      }
+    }
+  }
+  return out;
+}
+
+bool Supported(benchmark::State& state, const KernelTable& k) {
+  if (k.supported(CpuFeatures::Get())) return true;
+  state.SkipWithError((std::string("needs ") + k.requires).c_str());
+  return false;
+}
+
+void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, int rows, int cols,
+               int n_tokens) {
+  if (!Supported(state, *k)) return;
+  const auto wf = Random(size_t(rows) * cols, 1);
+  const std::vector<uint8_t> one = Encode(wf, rows, cols, dt);
+  // Enough copies to defeat the caches for decode shapes; one for prefill (compute-bound).
+  // MOBILELLM_BENCH_ARENA_MIB shrinks the arena for smoke runs (CI), where timing means nothing.
+  const char* arena_env = std::getenv("MOBILELLM_BENCH_ARENA_MIB");
+  const size_t arena_bytes = size_t(arena_env ? std::atoi(arena_env) : 256) << 20;
+  const size_t copies = n_tokens == 1 ? std::max<size_t>(1, arena_bytes / one.size()) : 1;
+  std::vector<uint8_t> arena(one.size() * copies);
+  for (size_t c = 0; c < copies; ++c) std::memcpy(&arena[c * one.size()], one.data(), one.size());
+  const auto x = Random(size_t(n_tokens) * cols, 2);
+  std::vector<int8_t> xq(x.size());
+  std::vector<float> xd(x.size() / 32 + 1), y(size_t(n_tokens) * rows);
+  if (cols % 32 == 0)
+    for (int t = 0; t < n_tokens; ++t)
+      k->quantize_q8(&x[size_t(t) * cols], cols, &xq[size_t(t) * cols], &xd[size_t(t) * cols / 32]);
+  const MatmulInput in{x.data(), xq.data(), xd.data(), n_tokens, cols};
+  size_t c = 0;
+  for (auto _ : state) {
+    const WeightView w{&arena[c * one.size()], dt, rows, cols};
+    k->matmul[WeightTypeIndex(dt)](in, w, 0, rows, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+    c = (c + 1) % copies;
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(one.size()) * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * rows * cols * n_tokens * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_Elementwise(benchmark::State& state, const KernelTable* k, const std::string& op, int n) {
+  if (!Supported(state, *k)) return;
+  auto x = Random(n, 3), w = Random(n, 4), y = Random(n, 5);
+  std::vector<int8_t> q(n);
+  std::vector<float> d(n / 32 + 1), cs(n / 2, 0.5f), sn(n / 2, 0.5f);
+  for (auto _ : state) {
+    if (op == "rmsnorm") k->rmsnorm(x.data(), w.data(), n, 1e-5f, y.data());
+    if (op == "softmax") k->softmax(y.data(), n);
+    if (op == "silu_mul") k->silu_mul(y.data(), w.data(), n);
+    if (op == "quantize_q8") k->quantize_q8(x.data(), n, q.data(), d.data());
+    if (op == "rope") k->rope(y.data(), n / 64, 64, cs.data(), sn.data(), 0);
+    if (op == "dot") benchmark::DoNotOptimize(k->dot(x.data(), w.data(), n));
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(4.0 * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
+struct Shape {
+  const char* name;
+  int rows, cols;
+};
+
+// MobileLLM-125M (dim 576, 3 KV heads, FFN 1536, vocab 32000) and 350M (dim 960, FFN 2560).
+constexpr Shape kShapes[] = {
+    {"125m.attn_q", 576, 576},    {"125m.attn_kv", 192, 576},   {"125m.ffn_up", 1536, 576},
+    {"125m.ffn_down", 576, 1536}, {"125m.output", 32000, 576},  {"350m.attn_q", 960, 960},
+    {"350m.ffn_up", 2560, 960},   {"350m.ffn_down", 960, 2560},
+};
+
+void RegisterAll() {
+  for (const KernelTable* k : AllKernelTables()) {
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+      for (const Shape& s : kShapes) {
+        for (int tokens : {1, 128}) {
+          if (std::string(k->name) == "ref" && tokens > 1)
+            continue;  // minutes per call: not informative
+          const std::string name = std::string("matmul/") + format::DTypeName(uint32_t(dt)) + "/" +
+                                   k->name + "/" + s.name + "/tokens:" + std::to_string(tokens);
+          benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, k, dt, s.rows, s.cols, tokens)
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+    for (const char* op : {"rmsnorm", "softmax", "silu_mul", "quantize_q8", "rope", "dot"}) {
+      for (int n : {576, 1536, 2048}) {
+        const std::string name = std::string(op) + "/" + k->name + "/n:" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), BM_Elementwise, k, std::string(op), n);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mobilellm
+
+int main(int argc, char** argv) {
+  mobilellm::RegisterAll();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

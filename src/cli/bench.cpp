@@ -1,0 +1,233 @@
+// `mobilellm bench`: the llama-bench of this project. Each (model, threads) row runs in its own
+// child process, so load times start from nothing and peak RSS is that row's alone.
+#include "bench.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "mobilellm/mobilellm.h"
+
+namespace mobilellm::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Drops the file's pages from the page cache (no root needed: posix_fadvise on unmapped pages).
+bool DropFromPageCache(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  ::fdatasync(fd);
+  const bool ok = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  ::close(fd);
+  return ok;
+}
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+Stats Summarize(std::vector<double> v) {
+  if (v.empty()) return {};
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
+}
+
+// One row, measured in this (child) process. Returns the row as JSON, or {"error": ...}.
+nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threads) {
+  nlohmann::json row = {
+      {"model", path}, {"threads", threads}, {"n_prompt", a.n_prompt}, {"n_gen", a.n_gen}};
+  // Cold: the file leaves the page cache first, then load + init + prompt + first token.
+  const bool dropped = DropFromPageCache(path);
+  auto cold_t0 = Clock::now();
+  auto model = Model::Load(path);
+  if (!model.ok()) return {{"error", model.status().message()}};
+  const auto cold_t1 = Clock::now();
+  SessionOptions so;
+  so.n_threads = threads;
+  so.n_ctx = a.n_prompt + a.n_gen + 1;
+  so.n_batch = std::max(1, a.n_prompt);
+  auto session = Session::Create(*model, so);
+  if (!session.ok()) return {{"error", session.status().message()}};
+  const auto cold_t2 = Clock::now();
+  const ModelConfig& c = (*model)->config();
+  std::vector<int> prompt = {c.bos_id};
+  for (int i = 1; i < a.n_prompt; ++i)
+    prompt.push_back(3 + (i * 7919) % std::max(1, c.vocab_size - 3));
+  SamplerOptions greedy;
+  greedy.temperature = 0;
+  Sampler sampler(greedy);
+  Session& s = **session;
+  Status st = s.Evaluate(prompt);
+  if (!st.ok()) return {{"error", st.message()}};
+  int token = sampler.Sample(s.logits(), c.vocab_size, {});
+  const auto cold_t3 = Clock::now();
+  row["cache"] = dropped ? "dropped (posix_fadvise)" : "could not drop: warm";
+  row["cold_load_ms"] = Ms(cold_t0, cold_t1);
+  row["cold_init_ms"] = Ms(cold_t1, cold_t2);
+  row["cold_ttft_ms"] = Ms(cold_t0, cold_t3);
+
+  std::vector<double> prefill, decode, ttft;
+  for (int rep = -1; rep < a.reps; ++rep) {  // rep -1 is the warm-up
+    s.Reset();
+    const auto t0 = Clock::now();
+    st = s.Evaluate(prompt);
+    if (!st.ok()) return {{"error", st.message()}};
+    token = sampler.Sample(s.logits(), c.vocab_size, {});
+    const auto t1 = Clock::now();
+    for (int i = 0; i < a.n_gen; ++i) {
+      st = s.Evaluate(&token, 1);
+      if (!st.ok()) return {{"error", st.message()}};
+      token = sampler.Sample(s.logits(), c.vocab_size, {});
+    }
+    const auto t2 = Clock::now();
+    if (rep < 0) continue;
+    ttft.push_back(Ms(t0, t1));
+    prefill.push_back(a.n_prompt * 1000.0 / Ms(t0, t1));
+    if (a.n_gen > 0) decode.push_back(a.n_gen * 1000.0 / Ms(t1, t2));
+  }
+  // Warm load: the file is in the page cache now.
+  const auto w0 = Clock::now();
+  auto again = Model::Load(path);
+  const auto w1 = Clock::now();
+  auto again_session =
+      again.ok() ? Session::Create(*again, so) : Result<std::unique_ptr<Session>>(again.status());
+  const auto w2 = Clock::now();
+
+  uint64_t weight_bytes = 0;
+  for (const auto* e : (*model)->file().entries())
+    if (std::string(e->name) != format::kTokenizerTensor) weight_bytes += e->nbytes;
+  const Stats p = Summarize(prefill), d = Summarize(decode), f = Summarize(ttft);
+  row["warm_load_ms"] = Ms(w0, w1);
+  row["warm_init_ms"] = Ms(w1, w2);
+  row["ttft_ms"] = f.median;
+  row["prefill_tok_s"] = {{"median", p.median}, {"min", p.min}, {"max", p.max}};
+  row["decode_tok_s"] = {{"median", d.median}, {"min", d.min}, {"max", d.max}};
+  row["decode_ms_per_token"] = d.median > 0 ? 1000.0 / d.median : 0;
+  row["kernels"] = (*model)->kernels().name;
+  row["model_bytes"] = (*model)->file().size();
+  row["weight_bytes"] = weight_bytes;
+  row["decode_weight_GBps"] = weight_bytes * d.median / 1e9;
+  row["params"] = c.StoredParams();
+  row["layers"] = std::to_string(c.n_blocks) + "x" + std::to_string(c.n_repeat);
+  std::string dtype;
+  for (const auto* e : (*model)->file().entries())
+    if (std::string(e->name) == "blk.0.ffn_up") dtype = format::DTypeName(e->dtype);
+  row["weights"] = dtype;
+  return row;
+}
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+std::string Basename(const std::string& p) {
+  return p.substr(p.find_last_of('/') + 1);
+}
+
+}  // namespace
+
+int RunBench(const BenchArgs& a) {
+  std::vector<nlohmann::json> rows;
+  const size_t total = a.models.size() * a.threads.size();
+  for (const std::string& path : a.models) {
+    for (int threads : a.threads) {
+      std::fprintf(stderr, "[%zu/%zu] %s, %d thread%s ...\n", rows.size() + 1, total,
+                   Basename(path).c_str(), threads, threads == 1 ? "" : "s");
+      int fds[2];
+      if (::pipe(fds) != 0) return 1;
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(fds[0]);
+        const std::string out = MeasureRow(a, path, threads).dump() + "\n";
+        if (::write(fds[1], out.data(), out.size()) < 0) _exit(3);
+        _exit(0);
+      }
+      ::close(fds[1]);
+      std::string out;
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, size_t(n));
+      ::close(fds[0]);
+      int status = 0;
+      struct rusage ru;
+      ::wait4(pid, &status, 0, &ru);
+      nlohmann::json row = nlohmann::json::parse(out, nullptr, false);
+      if (row.is_discarded() || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        row = {{"error", "benchmark process failed (status " + std::to_string(status) + ")"}};
+      if (row.contains("error")) {
+        std::fprintf(stderr, "mobilellm: error: %s\n", row["error"].get<std::string>().c_str());
+        return 1;
+      }
+      row["peak_rss_mib"] = ru.ru_maxrss / 1024.0;
+      rows.push_back(row);
+    }
+  }
+
+  if (a.output == "json") {
+    for (const auto& r : rows) std::printf("%s\n", r.dump().c_str());
+    return 0;
+  }
+  const char* cols[] = {
+      "model",   "weights",       "layers",       "threads",       "kernels", "load ms (cold/warm)",
+      "ttft ms", "prefill tok/s", "decode tok/s", "decode ms/tok", "GB/s",    "peak RSS MiB"};
+  auto cells = [&](const nlohmann::json& r) {
+    auto range = [](const nlohmann::json& s, int d) {
+      return Fixed(s["median"], d) + " (" + Fixed(s["min"], d) + "-" + Fixed(s["max"], d) + ")";
+    };
+    return std::vector<std::string>{
+        Basename(r["model"]),
+        r["weights"],
+        r["layers"],
+        std::to_string(r["threads"].get<int>()),
+        r["kernels"],
+        Fixed(r["cold_load_ms"].get<double>() + r["cold_init_ms"].get<double>(), 1) + " / " +
+            Fixed(r["warm_load_ms"].get<double>() + r["warm_init_ms"].get<double>(), 1),
+        Fixed(r["ttft_ms"], 1),
+        range(r["prefill_tok_s"], 1),
+        range(r["decode_tok_s"], 1),
+        Fixed(r["decode_ms_per_token"], 2),
+        Fixed(r["decode_weight_GBps"], 1),
+        Fixed(r["peak_rss_mib"], 1)};
+  };
+  if (a.output == "csv") {
+    for (size_t i = 0; i < std::size(cols); ++i) std::printf("%s%s", i ? "," : "", cols[i]);
+    std::printf("\n");
+    for (const auto& r : rows) {
+      const auto c = cells(r);
+      for (size_t i = 0; i < c.size(); ++i) std::printf("%s\"%s\"", i ? "," : "", c[i].c_str());
+      std::printf("\n");
+    }
+    return 0;
+  }
+  std::printf("|");
+  for (const char* c : cols) std::printf(" %s |", c);
+  std::printf("\n|");
+  for (size_t i = 0; i < std::size(cols); ++i) std::printf(i < 5 ? "---|" : "---:|");
+  std::printf("\n");
+  for (const auto& r : rows) {
+    std::printf("|");
+    for (const auto& c : cells(r)) std::printf(" %s |", c.c_str());
+    std::printf("\n");
+  }
+  std::printf(
+      "\n%d-token prompt, %d generated tokens, %d repetitions after a warm-up; medians (min-max). "
+      "Cold load: %s.\n",
+      a.n_prompt, a.n_gen, a.reps,
+      rows.empty() ? "-" : rows[0]["cache"].get<std::string>().c_str());
+  return 0;
+}
+
+}  // namespace mobilellm::cli
