@@ -49,48 +49,54 @@ inline __m512i DotTwoBlocks(__m512i x_abs, __mmask64 x_neg, __m512i w) {
 
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  const int cols = w.cols, nb = cols / format::kBlock, nb2 = nb & ~1;
-  if (nb2 == 0) return avx2::MatmulQ<kW>(in, w, r0, r1, y, y_stride);
-  const int64_t row_bytes = kW == DType::kQ8_0 ? cols : cols / 2;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64;
+  const int cols = w.cols, nb = cols / format::kBlock;
+  if (nb < 2) return avx2::MatmulQ<kW>(in, w, r0, r1, y, y_stride);
+  const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
+  // [s[b] x 8 | s[b + 1] x 8] from two adjacent floats: one load, one permute.
+  const __m512i pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  alignas(64) float s[4][kChunk];
   int r = r0;
   for (; r + 4 <= r1; r += 4) {
     const uint8_t* q0 = quants + int64_t(r) * row_bytes;
     const bool prefetch = r + 8 <= r1;
-    if (prefetch)
-      _mm_prefetch(reinterpret_cast<const char*>(scales + int64_t(r + 4) * nb), _MM_HINT_T0);
-    // Block scales of the 4 rows as f32, two blocks per 512-bit lane pair.
+    if (r + 12 <= r1) avx2::PrefetchScales(scales + int64_t(r + 8) * nb, 4 * nb);
     for (int t = 0; t < in.n_tokens; ++t) {
       const int8_t* xq = in.q + int64_t(t) * cols;
-      const float* xd = in.d + int64_t(t) * nb;
       __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                        _mm512_setzero_ps()};
-      for (int b = 0; b < nb2; b += 2) {
-        if (t == 0 && prefetch && (b * row_bytes / nb) % 64 == 0)
-          avx2::PrefetchTile(q0 + 4 * row_bytes, b * row_bytes / nb, row_bytes);
-        const __m512i x = _mm512_loadu_si512(xq + b * 32);
-        const __m512i x_abs = _mm512_abs_epi8(x);
-        const __mmask64 x_neg = _mm512_movepi8_mask(x);
-        const __m512 dx = Halves(xd[b], xd[b + 1]);
-        for (int i = 0; i < 4; ++i) {
-          const __m512i p = DotTwoBlocks(x_abs, x_neg, LoadTwoBlocks<kW>(q0 + i * row_bytes, b));
-          const uint16_t* s = scales + int64_t(r + i) * nb + b;
-          const __m512 dw = Halves(_cvtsh_ss(s[0]), _cvtsh_ss(s[1]));
-          acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[i]);
+      float tail[4] = {0, 0, 0, 0};
+      for (int b0 = 0; b0 < nb; b0 += kChunk) {
+        const int n = std::min(kChunk, nb - b0), n2 = n & ~1;
+        avx2::TileScales(scales, nb, r, in.d + int64_t(t) * nb, b0, n, s);
+        for (int j = 0; j < n2; j += 2) {
+          const int b = b0 + j;
+          if (t == 0 && prefetch && (b * kBlockBytes) % 64 == 0)
+            avx2::PrefetchTile(q0 + 4 * row_bytes, b * kBlockBytes, row_bytes);
+          const __m512i x = _mm512_loadu_si512(xq + b * 32);
+          const __m512i x_abs = _mm512_abs_epi8(x);
+          const __mmask64 x_neg = _mm512_movepi8_mask(x);
+          for (int i = 0; i < 4; ++i) {
+            const __m512i p = DotTwoBlocks(x_abs, x_neg, LoadTwoBlocks<kW>(q0 + i * row_bytes, b));
+            const __m512 sc =
+                _mm512_permutexvar_ps(pair, _mm512_castps256_ps512(_mm256_loadu_ps(&s[i][j])));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[i]);
+          }
         }
-      }
-      for (int i = 0; i < 4; ++i) {
-        float sum = _mm512_reduce_add_ps(acc[i]);
-        for (int b = nb2; b < nb; ++b) {  // odd block count: the last block with ymm
+        if (n2 < n) {  // odd block count: the last block of the chunk with ymm
+          const int b = b0 + n2;
           const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-          const __m256i p =
-              avx2::DotBlock(_mm256_sign_epi8(x, x), x, avx2::LoadBlock<kW>(q0 + i * row_bytes, b));
-          sum += avx2::HSum(_mm256_cvtepi32_ps(p)) *
-                 (_cvtsh_ss(scales[int64_t(r + i) * nb + b]) * xd[b]);
+          for (int i = 0; i < 4; ++i) {
+            const __m256i p = avx2::DotBlock(_mm256_sign_epi8(x, x), x,
+                                             avx2::LoadBlock<kW>(q0 + i * row_bytes, b));
+            tail[i] += avx2::HSum(_mm256_cvtepi32_ps(p)) * s[i][n2];
+          }
         }
-        y[int64_t(t) * y_stride + r + i] = sum;
       }
+      for (int i = 0; i < 4; ++i)
+        y[int64_t(t) * y_stride + r + i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
     }
   }
   if (r < r1) avx2::MatmulQ<kW>(in, w, r, r1, y, y_stride);
