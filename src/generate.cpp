@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <unordered_set>
 
 #include "mobilellm/mobilellm.h"
 
@@ -55,16 +54,20 @@ Sampler::Sampler(const SamplerOptions& options) : options_(options), state_(opti
 int Sampler::Sample(const float* logits, int vocab_size, const std::vector<int>& history) {
   scratch_.assign(logits, logits + vocab_size);
   if (options_.repeat_penalty != 1.0f && options_.repeat_last_n > 0) {
-    std::unordered_set<int> seen;
+    // Each distinct recent token is penalised once; `penalised_` marks them without allocating.
+    penalised_.resize(size_t(vocab_size), 0);
     const size_t from = history.size() > size_t(options_.repeat_last_n)
                             ? history.size() - options_.repeat_last_n
                             : 0;
     for (size_t i = from; i < history.size(); ++i) {
       const int id = history[i];
-      if (id < 0 || id >= vocab_size || !seen.insert(id).second) continue;
+      if (id < 0 || id >= vocab_size || penalised_[id]) continue;
+      penalised_[id] = 1;
       float& l = scratch_[id];
       l = l > 0 ? l / options_.repeat_penalty : l * options_.repeat_penalty;
     }
+    for (size_t i = from; i < history.size(); ++i)
+      if (history[i] >= 0 && history[i] < vocab_size) penalised_[history[i]] = 0;
   }
   if (options_.temperature <= 0.0f)
     return int(std::max_element(scratch_.begin(), scratch_.end()) - scratch_.begin());

@@ -34,19 +34,19 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::Run(const std::function<void(int)>& fn) {
+void ThreadPool::RunErased(void (*call)(void*, int), void* ctx) {
   if (n_threads_ == 1) {
-    fn(0);
+    call(ctx, 0);
     return;
   }
-  fn_ = &fn;
+  call_ = call, ctx_ = ctx;
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
     epoch_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  fn(0);
+  call(ctx, 0);
   while (pending_.load(std::memory_order_acquire) != 0) MOBILELLM_PAUSE();
 }
 
@@ -64,7 +64,7 @@ void ThreadPool::Worker(int thread) {
     }
     seen = epoch_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    (*fn_)(thread);
+    call_(ctx_, thread);
     pending_.fetch_sub(1, std::memory_order_release);
   }
 }

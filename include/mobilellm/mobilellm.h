@@ -112,6 +112,7 @@ class Sampler {
   uint64_t state_;
   std::vector<std::pair<float, int>> candidates_;
   std::vector<float> scratch_;
+  std::vector<uint8_t> penalised_;
 };
 
 enum class StopReason { kEos, kMaxTokens, kStopString, kContextFull, kCancelled, kCallback };

@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace mobilellm {
@@ -23,17 +23,25 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
   // Calls fn(thread) for every thread in [0, size()) and returns when all have returned.
-  // Not reentrant: fn must not call Run.
-  void Run(const std::function<void(int thread)>& fn);
+  // Not reentrant: fn must not call Run. Allocates nothing: fn is passed by reference, not
+  // wrapped in a std::function (whose small-buffer is too small for most lambdas).
+  template <class F>
+  void Run(F&& fn) {
+    RunErased(
+        [](void* ctx, int thread) { (*static_cast<std::remove_reference_t<F>*>(ctx))(thread); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
+  }
 
   // [begin, end) of part `i` of `parts` when splitting n items in chunks of `align`.
   static void Split(int n, int parts, int i, int align, int* begin, int* end);
 
  private:
+  void RunErased(void (*call)(void* ctx, int thread), void* ctx);
   void Worker(int thread);
   int n_threads_;
   std::vector<std::thread> workers_;
-  const std::function<void(int)>* fn_ = nullptr;
+  void (*call_)(void*, int) = nullptr;
+  void* ctx_ = nullptr;
   std::atomic<uint64_t> epoch_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};

@@ -1,0 +1,67 @@
+// "Nothing allocated per token": decode steps (Evaluate + Sample, repetition penalty on) make no
+// heap allocation once the session is warm. Counts calls to the global operator new.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "mobilellm/mobilellm.h"
+#include "test_util.h"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<size_t> g_allocations{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  if (g_counting.load(std::memory_order_relaxed))
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+
+namespace mobilellm {
+namespace {
+
+TEST(Allocations, NonePerDecodedToken) {
+  testing::TempDir dir;
+  for (const char* dtype : {"f32", "q8_0"}) {
+    testing::ConvertCase("ls-gqa3-tied-bin-f32", dtype, dir / "m.mlm");
+    auto model = Model::Load(dir / "m.mlm");
+    ASSERT_TRUE(model.ok());
+    for (int threads : {1, 2}) {
+      SessionOptions o;
+      o.n_threads = threads;
+      auto s = std::move(Session::Create(*model, o)).value();
+      SamplerOptions so;
+      so.repeat_penalty = 1.2f;
+      so.seed = 1;
+      Sampler sampler(so);
+      std::vector<int> history = {1, 50, 60, 70};
+      history.reserve(64);
+      ASSERT_TRUE(s->Evaluate(history).ok());
+      for (int warm = 0; warm < 2; ++warm) {
+        int id = sampler.Sample(s->logits(), (*model)->config().vocab_size, history);
+        history.push_back(id);
+        ASSERT_TRUE(s->Evaluate(&id, 1).ok());
+      }
+      g_allocations = 0;
+      g_counting = true;
+      for (int step = 0; step < 16; ++step) {
+        int id = sampler.Sample(s->logits(), (*model)->config().vocab_size, history);
+        history.push_back(id);
+        if (!s->Evaluate(&id, 1).ok()) break;
+      }
+      g_counting = false;
+      EXPECT_EQ(g_allocations.load(), 0u) << dtype << ", " << threads << " threads";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mobilellm
