@@ -71,6 +71,9 @@ def main():
             out = subprocess.run([os.path.join(a.build, "mobilellm"), "bench", "-m", ours[d], "-t", str(t), "-p", "128", "-n", "128",
                                   "-r", str(a.reps), "--output", "json"], check=True, capture_output=True, text=True).stdout
             me = json.loads(out.strip().splitlines()[-1])
+            out = subprocess.run([os.path.join(a.build, "bench", "bandwidth"), "--mib", str(me["weight_bytes"] / 1048576.0),
+                                  "--threads", str(t), "--reps", "7"], check=True, capture_output=True, text=True).stdout
+            me["read_GBps"] = json.loads(out)["median_GBps"]
             rows.append((d, t, ll, me))
 
     lines = ["# mobilellm.cpp vs llama.cpp: random MobileLLM-125M, same machine, same run", "",
@@ -80,17 +83,24 @@ def main():
              "Session::Create`, both with a warm page cache. Peak RSS: the whole process (node's runtime is ~86 MiB of "
              "llama.cpp's)." % (a.reps, datetime.date.today().isoformat(), cpu_name(), os.uname().machine,
                                 rows[0][2]["cpu_backend"], rows[0][3]["kernels"], a.reps), "",
-             "| weights | threads | decode tok/s llama.cpp | decode tok/s ours | ratio | prefill tok/s llama.cpp | prefill tok/s ours "
-             "| ratio | load ms llama.cpp | load ms ours | ratio | peak RSS MiB llama.cpp | ours | ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Bound: the weight bytes one decode step reads (ours: %s) over this machine's read bandwidth for a buffer of that "
+             "size with the same thread count (`build/bench/bandwidth`, median of 7), i.e. the fastest decode that only streams "
+             "the weights; the percentages put both engines against it." % ", ".join(
+                 "%s %.1f MB" % (d, me["weight_bytes"] / 1e6) for d, t, ll, me in rows if t == threads[0]), "",
+             "| weights | threads | decode tok/s llama.cpp | decode tok/s ours | ratio | bound tok/s (GB/s) | llama.cpp % of bound "
+             "| ours % of bound | prefill tok/s llama.cpp | prefill tok/s ours | ratio | load ms llama.cpp | load ms ours | ratio "
+             "| peak RSS MiB llama.cpp | ours | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for d, t, ll, me in rows:
         lld, llp = ll["median"]["decode_tok_s"], ll["median"]["prefill_tok_s"]
         lload = (ll["load_s"]["loadModel"] + ll["load_s"]["createContext"]) * 1000
         mload = me["warm_load_ms"] + me["warm_init_ms"]
         md, mp = me["decode_tok_s"]["median"], me["prefill_tok_s"]["median"]
-        lines.append("| %s | %d | %.1f | %.1f | **%.2fx** | %.1f | %.1f | **%.2fx** | %.0f | %.1f | %.3fx | %.0f | %.0f | %.2fx |" % (
-            d, t, lld, md, md / lld, llp, mp, mp / llp, lload, mload, mload / lload, ll["max_rss_mib"], me["peak_rss_mib"],
-            me["peak_rss_mib"] / ll["max_rss_mib"]))
+        bound = me["read_GBps"] * 1e9 / me["weight_bytes"]
+        lines.append("| %s | %d | %.1f | %.1f | **%.2fx** | %.1f (%.1f) | %.0f%% | %.0f%% | %.1f | %.1f | **%.2fx** | %.0f | %.1f | %.3fx "
+                     "| %.0f | %.0f | %.2fx |" % (
+                         d, t, lld, md, md / lld, bound, me["read_GBps"], 100 * lld / bound, 100 * md / bound, llp, mp, mp / llp,
+                         lload, mload, mload / lload, ll["max_rss_mib"], me["peak_rss_mib"], me["peak_rss_mib"] / ll["max_rss_mib"]))
     with open(os.path.join(HERE, "llamacpp-comparison.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(HERE, "llamacpp-comparison.json"), "w") as f:
