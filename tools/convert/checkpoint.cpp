@@ -22,15 +22,6 @@ bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-bool ReadText(const std::string& path, std::string* out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
-}
-
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
   std::vector<int64_t> s(shape.size(), 1);
   for (int i = int(shape.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * shape[i + 1];
@@ -38,6 +29,15 @@ std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
 }
 
 }  // namespace
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return true;
+}
 
 Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data, size_t size,
                                                              const std::string& where) {
@@ -188,7 +188,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   auto ckpt = std::make_unique<Checkpoint>();
   const std::string config_path = dir + "/config.json";
   std::string text;
-  if (!ReadText(config_path, &text))
+  if (!ReadFile(config_path, &text))
     return Status::Error(config_path + ": missing (expected a HuggingFace checkpoint directory)");
   const json j = json::parse(text, nullptr, false);
   if (!j.is_object()) return Status::Error(config_path + ": not valid JSON");
@@ -265,7 +265,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
     }
     const std::string index = dir + "/" + stem + ".index.json";
     if (Exists(index)) {
-      if (!ReadText(index, &text)) return Status::Error(index + ": cannot read");
+      if (!ReadFile(index, &text)) return Status::Error(index + ": cannot read");
       const json ij = json::parse(text, nullptr, false);
       if (!ij.is_object() || !ij.contains("weight_map") || !ij["weight_map"].is_object())
         return Status::Error(index + ": no \"weight_map\" object");
@@ -292,7 +292,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
                          "/ tie_word_embeddings)");
 
   const std::string tok_path = dir + "/tokenizer.model";
-  if (!ReadText(tok_path, &ckpt->tokenizer))
+  if (!ReadFile(tok_path, &ckpt->tokenizer))
     return Status::Error(tok_path + ": missing (expected the SentencePiece model)");
   return ckpt;
 }

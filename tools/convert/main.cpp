@@ -8,8 +8,6 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
@@ -119,13 +117,10 @@ int Run(const Args& a) {
   if (!a.preset.empty()) {
     auto config = ModelConfig::Preset(a.preset);
     if (!config.ok()) return Fail(config.status().message());
-    std::ifstream f(a.tokenizer, std::ios::binary);
-    if (!f)
+    std::string tok;
+    if (!convert::ReadFile(a.tokenizer, &tok))
       return Fail(a.tokenizer +
                   ": cannot read the tokenizer (--tokenizer is required with --random)");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    const std::string tok = ss.str();
     if (Status s = CheckTokenizer(tok, *config, a.tokenizer); !s.ok()) return Fail(s.message());
     ModelWriter w(*config, producer);
     uint64_t index = 0;
