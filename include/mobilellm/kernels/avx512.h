@@ -34,12 +34,6 @@ inline __m512i LoadTwoBlocks(const uint8_t* row, int b) {
   }
 }
 
-// [a x 8 | b x 8] with AVX-512F only (insertf32x8 would need AVX-512DQ).
-inline __m512 Halves(float a, float b) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)),
-                                             _mm256_castps_pd(_mm256_set1_ps(b)), 1));
-}
-
 // Two blocks: 16 int32 lanes, 8 per block. vpdpbusd takes an unsigned operand: |x| times w
 // carrying x's sign.
 inline __m512i DotTwoBlocks(__m512i x_abs, __mmask64 x_neg, __m512i w) {
