@@ -4,12 +4,12 @@
 // keep in mind: a layer-shared model runs each stored block n_repeat times in a row with the
 // same weights (never copied), and every logical layer l = b * n_repeat + r has its own slot in
 // the KV cache, because each pass sees different inputs.
-#include <sentencepiece_processor.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "mobilellm/mobilellm.h"
 #include "mobilellm/threadpool.h"
@@ -37,7 +37,7 @@ struct Model::Weights {
 struct Model::Impl {
   std::unique_ptr<ModelFile> file;
   Weights weights;
-  sentencepiece::SentencePieceProcessor sp;
+  std::optional<Tokenizer> tokenizer;
   const KernelTable* kernels = nullptr;
 };
 
@@ -83,12 +83,12 @@ Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   }
 
   const std::string_view spm = f.Bytes(*f.Find(format::kTokenizerTensor));
-  const auto st = m.sp.LoadFromSerializedProto(spm);
-  if (!st.ok())
-    return Status::Error(path +
-                         ": tensor 'tokenizer' is not a SentencePiece model: " + st.ToString());
-  if (m.sp.GetPieceSize() > f.config().vocab_size)
-    return Status::Error(path + ": tokenizer has " + std::to_string(m.sp.GetPieceSize()) +
+  auto tokenizer = Tokenizer::Parse(spm);
+  if (!tokenizer.ok())
+    return Status::Error(path + ": tensor 'tokenizer': " + tokenizer.status().message());
+  m.tokenizer = std::move(tokenizer).value();
+  if (m.tokenizer->size() > f.config().vocab_size)
+    return Status::Error(path + ": tokenizer has " + std::to_string(m.tokenizer->size()) +
                          " pieces, more than the model's vocab_size " +
                          std::to_string(f.config().vocab_size));
   return std::shared_ptr<const Model>(std::move(model));
@@ -97,42 +97,25 @@ Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
 std::vector<int> Model::Tokenize(std::string_view text, bool add_bos) const {
   std::vector<int> ids;
   if (add_bos) ids.push_back(config().bos_id);
-  std::vector<int> body;
-  impl_->sp.Encode(text, &body).IgnoreError();  // fails only when no model is loaded
+  const std::vector<int> body = impl_->tokenizer->Encode(text);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
 }
 
 std::string Model::Detokenize(const std::vector<int>& ids) const {
-  std::vector<int> valid;
-  for (int id : ids)
-    if (id >= 0 && id < impl_->sp.GetPieceSize()) valid.push_back(id);
-  std::string text;
-  impl_->sp.Decode(valid, &text).IgnoreError();
-  return text;
+  return impl_->tokenizer->Decode(ids);
 }
 
 int Model::tokenizer_size() const {
-  return impl_->sp.GetPieceSize();
+  return impl_->tokenizer->size();
+}
+
+const Tokenizer& Model::tokenizer() const {
+  return *impl_->tokenizer;
 }
 
 std::string Model::TokenBytes(int id) const {
-  const auto& sp = impl_->sp;
-  if (id < 0 || id >= sp.GetPieceSize() || sp.IsControl(id)) return "";
-  if (sp.IsUnknown(id)) return " \xE2\x81\x87 ";  // " ⁇ ", as SentencePiece decodes <unk>
-  const std::string piece = sp.IdToPiece(id);
-  if (sp.IsByte(id))
-    return std::string(1, char(std::strtol(piece.c_str() + 3, nullptr, 16)));  // "<0xAB>"
-  std::string out;
-  static const std::string kSpace = "\xE2\x96\x81";  // U+2581 "▁"
-  for (size_t i = 0; i < piece.size();) {
-    if (piece.compare(i, 3, kSpace) == 0) {
-      out += ' ', i += 3;
-    } else {
-      out += piece[i++];
-    }
-  }
-  return out;
+  return impl_->tokenizer->PieceBytes(id);
 }
 
 // ---------------------------------------------------------------------------------------------

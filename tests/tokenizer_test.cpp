@@ -84,5 +84,22 @@ TEST(Tokenizer, LlamaSpecialIds) {
   EXPECT_EQ(model->Tokenize("Hello")[0], 1);
 }
 
+// Not a model, a cut-off model, a model of a kind we do not implement: an error, never a crash.
+TEST(Tokenizer, RejectsWhatItCannotRead) {
+  EXPECT_FALSE(Tokenizer::Parse("").ok());
+  EXPECT_FALSE(Tokenizer::Parse("GGUF\x03\x00\x00\x00 not a protobuf").ok());
+  const auto golden = testing::ReadJson(testing::FixturesDir() + "/tokenizer_golden.json");
+  const std::string proto = testing::ReadAll(golden["tiny"]["model"].get<std::string>());
+  ASSERT_TRUE(Tokenizer::Parse(proto).ok());
+  for (size_t cut = 0; cut < proto.size(); cut += 97) {
+    const auto t = Tokenizer::Parse(std::string_view(proto).substr(0, cut));
+    if (t.ok()) t->Encode("a cut-off model still encodes \xFF safely");
+  }
+  const auto truncated = Tokenizer::Parse(std::string_view(proto).substr(0, proto.size() / 2));
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_NE(truncated.status().message().find("malformed"), std::string::npos)
+      << truncated.status().message();
+}
+
 }  // namespace
 }  // namespace mobilellm

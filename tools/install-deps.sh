@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages mobilellm.cpp needs and that are missing.
-#   tools/install-deps.sh          build + run (compiler, cmake, sentencepiece, CLI11, nlohmann-json)
+#   tools/install-deps.sh          build + run (compiler, cmake, CLI11, nlohmann-json)
 #   tools/install-deps.sh --test   also the test suite's: GoogleTest, Google Benchmark, PyTorch (the oracle)
 set -euo pipefail
 
-pkgs=(g++ cmake make pkg-config libsentencepiece-dev libcli11-dev nlohmann-json3-dev)
+pkgs=(g++ cmake make libcli11-dev nlohmann-json3-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(libgtest-dev libbenchmark-dev python3 python3-torch python3-numpy python3-sentencepiece libopenblas0-pthread)
 fi

@@ -58,6 +58,8 @@ TOKENIZER_STRINGS = [
     "tabs\tand\nnew\nlines", "emoji 😀🎉 and ❤️", "日本語のテキスト", "Русский текст", "العربية", "मराठी",
     "mixed: café naïve résumé", "byte fallback: \u0001\u0002 \U0001F9EC", "", " ", "a", "<s> </s> <unk> literal",
     "It is a truth universally acknowledged, that a single man in possession of a good fortune",
+    "\u2581 the block itself, \u2581\u2581 twice", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "\n\n\n", "x  \t  y",
+    "Hello<0x41>world <s>", "00000000001111111111", "Mr. Darcy's \u201cpride\u201d \u2014 and Elizabeth\u2019s prejudice\u2026",
 ]
 
 
@@ -156,20 +158,23 @@ def make_bad(out_dir, good_dir):
 
 
 def make_tokenizer_goldens(out_dir, tiny, shared):
+    # A long case too: 20,000 characters of held-out Austen exercise the merge order at scale.
+    long_text = open(os.path.join(ROOT, "models/demo-heldout.txt"), encoding="utf-8").read()[:20000]
     golden = {}
     for name, path in [("tiny", tiny), ("llama-32k", os.path.join(shared, "tokenizers/llama-32k.model"))]:
         if not os.path.exists(path):
             continue
         sp = spm.SentencePieceProcessor(model_file=path)
         golden[name] = {"model": os.path.abspath(path), "cases": [
-            {"text": s, "ids": sp.encode(s), "decoded": sp.decode(sp.encode(s))} for s in TOKENIZER_STRINGS]}
+            {"text": s, "ids": sp.encode(s), "decoded": sp.decode(sp.encode(s))} for s in TOKENIZER_STRINGS + [long_text]]}
     with open(os.path.join(out_dir, "tokenizer_golden.json"), "w") as f:
         json.dump(golden, f, ensure_ascii=False, indent=1)
 
 
 def fixtures(out_dir, shared):
     h = hashlib.sha256()
-    for p in [__file__, os.path.join(HERE, "mobilellm_torch.py"), os.path.join(ROOT, "tests/testdata/corpus.txt")]:
+    for p in [__file__, os.path.join(HERE, "mobilellm_torch.py"), os.path.join(ROOT, "tests/testdata/corpus.txt"),
+              os.path.join(ROOT, "models/demo-heldout.txt")]:
         h.update(open(p, "rb").read())
     h.update(os.path.abspath(shared).encode() + str(os.path.exists(os.path.join(shared, "tokenizers/llama-32k.model"))).encode())
     stamp = os.path.join(out_dir, "stamp")

@@ -23,6 +23,7 @@
 #include "mobilellm/kernels.h"
 #include "mobilellm/model_file.h"
 #include "mobilellm/status.h"
+#include "mobilellm/tokenizer.h"
 
 namespace mobilellm {
 
@@ -48,6 +49,7 @@ class Model {
   // their byte (possibly part of a UTF-8 sequence), control tokens nothing.
   std::string TokenBytes(int id) const;
   int tokenizer_size() const;
+  const Tokenizer& tokenizer() const;
 
   struct Weights;
   const Weights& weights() const;

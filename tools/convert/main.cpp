@@ -2,7 +2,6 @@
 // shape) to one .mlm file. See format.h for the output, checkpoint.h for what is read.
 //
 // Exit codes: 0 written, 1 error (one line, no output file left behind), 2 usage error.
-#include <sentencepiece_processor.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +11,7 @@
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
 #include "mobilellm/quantize.h"
+#include "mobilellm/tokenizer.h"
 
 namespace {
 
@@ -31,11 +31,10 @@ std::string ShapeString(const std::vector<int64_t>& s) {
 }
 
 Status CheckTokenizer(const std::string& bytes, const ModelConfig& c, const std::string& where) {
-  sentencepiece::SentencePieceProcessor sp;
-  const auto st = sp.LoadFromSerializedProto(bytes);
-  if (!st.ok()) return Status::Error(where + ": not a SentencePiece model: " + st.ToString());
-  if (sp.GetPieceSize() > c.vocab_size)
-    return Status::Error(where + ": tokenizer has " + std::to_string(sp.GetPieceSize()) +
+  const auto tokenizer = Tokenizer::Parse(bytes);
+  if (!tokenizer.ok()) return Status::Error(where + ": " + tokenizer.status().message());
+  if (tokenizer->size() > c.vocab_size)
+    return Status::Error(where + ": tokenizer has " + std::to_string(tokenizer->size()) +
                          " pieces, more than vocab_size " + std::to_string(c.vocab_size));
   return {};
 }

@@ -1,0 +1,414 @@
+// SentencePiece BPE, read straight from the serialized ModelProto (see tokenizer.h).
+#include "mobilellm/tokenizer.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <queue>
+
+namespace mobilellm {
+
+namespace {
+
+constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 "▁"
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// ---- a protobuf reader: just what ModelProto needs ----------------------------------------------
+
+class ProtoReader {
+ public:
+  explicit ProtoReader(std::string_view data) : p_(data.data()), end_(data.data() + data.size()) {}
+  bool done() const { return p_ == end_ || failed_; }
+  bool failed() const { return failed_; }
+
+  // The next field: its number and wire type; false at the end or on malformed input.
+  bool Next(uint32_t* field, uint32_t* wire) {
+    if (done()) return false;
+    const uint64_t tag = Varint();
+    *field = uint32_t(tag >> 3), *wire = uint32_t(tag & 7);
+    return !failed_;
+  }
+  uint64_t Varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ == end_) break;
+      const uint8_t b = uint8_t(*p_++);
+      v |= uint64_t(b & 0x7F) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    failed_ = true;
+    return 0;
+  }
+  std::string_view Bytes() {
+    const uint64_t n = Varint();
+    if (failed_ || n > uint64_t(end_ - p_)) return failed_ = true, std::string_view();
+    const std::string_view s(p_, size_t(n));
+    p_ += n;
+    return s;
+  }
+  float Fixed32() {
+    if (end_ - p_ < 4) return failed_ = true, 0.0f;
+    float f;
+    std::memcpy(&f, p_, 4);  // little-endian on every target we build for
+    p_ += 4;
+    return f;
+  }
+  void Skip(uint32_t wire) {
+    switch (wire) {
+      case 0:
+        Varint();
+        break;
+      case 1:
+        if (end_ - p_ < 8)
+          failed_ = true;
+        else
+          p_ += 8;
+        break;
+      case 2:
+        Bytes();
+        break;
+      case 5:
+        Fixed32();
+        break;
+      default:  // groups (3, 4) are not used by sentencepiece
+        failed_ = true;
+    }
+  }
+
+ private:
+  const char* p_;
+  const char* end_;
+  bool failed_ = false;
+};
+
+// Length of the valid UTF-8 character at the start of s, or 0 if it is not one.
+size_t Utf8CharLen(std::string_view s) {
+  const auto b = [&](size_t i) { return uint8_t(s[i]); };
+  const auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  if (s.empty()) return 0;
+  const uint8_t c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    const uint32_t cp = (c & 0x0F) << 12 | (b(1) & 0x3F) << 6 | (b(2) & 0x3F);
+    return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    const uint32_t cp = (c & 0x07) << 18 | (b(1) & 0x3F) << 12 | (b(2) & 0x3F) << 6 | (b(3) & 0x3F);
+    return cp >= 0x10000 && cp <= 0x10FFFF ? 4 : 0;
+  }
+  return 0;
+}
+
+// Bytes as text: each byte that does not start a valid UTF-8 character becomes U+FFFD.
+std::string ValidUtf8(std::string_view bytes) {
+  std::string out;
+  while (!bytes.empty()) {
+    const size_t n = Utf8CharLen(bytes);
+    if (n == 0) {
+      out += kReplacement;
+      bytes.remove_prefix(1);
+    } else {
+      out.append(bytes.substr(0, n));
+      bytes.remove_prefix(n);
+    }
+  }
+  return out;
+}
+
+// The byte a byte piece stands for ("<0x0A>" -> 10), or -1 if `piece` is not of that form.
+int ByteOfPiece(std::string_view piece) {
+  const auto hex = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  };
+  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
+  const int hi = hex(piece[3]), lo = hex(piece[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+std::string ReplaceSpaceSymbol(std::string_view piece) {
+  std::string out;
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, kSpaceSymbol.size(), kSpaceSymbol) == 0) {
+      out += ' ', i += kSpaceSymbol.size();
+    } else {
+      out += piece[i++];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Tokenizer> Tokenizer::Parse(std::string_view proto) {
+  Tokenizer t;
+  std::string normalizer_name, charsmap, unk_surface;
+  int model_type = 1;  // proto default: UNIGRAM
+  ProtoReader r(proto);
+  uint32_t field, wire;
+  while (r.Next(&field, &wire)) {
+    if (field == 1 && wire == 2) {  // ModelProto.pieces
+      ProtoReader p(r.Bytes());
+      Piece piece;
+      while (p.Next(&field, &wire)) {
+        if (field == 1 && wire == 2)
+          piece.text = std::string(p.Bytes());
+        else if (field == 2 && wire == 5)
+          piece.score = p.Fixed32();
+        else if (field == 3 && wire == 0)
+          piece.type = Type(p.Varint());
+        else
+          p.Skip(wire);
+      }
+      if (p.failed()) return Status::Error("malformed piece " + std::to_string(t.pieces_.size()));
+      if (piece.type < kNormal || piece.type > kByte)
+        return Status::Error("piece " + std::to_string(t.pieces_.size()) + " has unknown type " +
+                             std::to_string(int(piece.type)));
+      t.pieces_.push_back(std::move(piece));
+    } else if (field == 2 && wire == 2) {  // trainer_spec
+      ProtoReader p(r.Bytes());
+      while (p.Next(&field, &wire)) {
+        if (field == 3 && wire == 0)
+          model_type = int(p.Varint());
+        else if (field == 35 && wire == 0)
+          t.byte_fallback_ = p.Varint() != 0;
+        else if (field == 44 && wire == 2)
+          unk_surface = std::string(p.Bytes());
+        else
+          p.Skip(wire);
+      }
+      if (p.failed()) return Status::Error("malformed trainer_spec");
+    } else if (field == 3 && wire == 2) {  // normalizer_spec
+      ProtoReader p(r.Bytes());
+      while (p.Next(&field, &wire)) {
+        if (field == 1 && wire == 2)
+          normalizer_name = std::string(p.Bytes());
+        else if (field == 2 && wire == 2)
+          charsmap = std::string(p.Bytes());
+        else if (field == 3 && wire == 0)
+          t.add_dummy_prefix_ = p.Varint() != 0;
+        else if (field == 4 && wire == 0)
+          t.remove_extra_whitespaces_ = p.Varint() != 0;
+        else if (field == 5 && wire == 0)
+          t.escape_whitespaces_ = p.Varint() != 0;
+        else
+          p.Skip(wire);
+      }
+      if (p.failed()) return Status::Error("malformed normalizer_spec");
+    } else {
+      r.Skip(wire);
+    }
+  }
+  if (r.failed()) return Status::Error("not a SentencePiece model (malformed protobuf)");
+  if (t.pieces_.empty()) return Status::Error("not a SentencePiece model (no pieces)");
+  if (model_type != 2)
+    return Status::Error("SentencePiece model type " + std::to_string(model_type) +
+                         " is not supported (MobileLLM's tokenizer is BPE, type 2)");
+  if (!charsmap.empty())
+    return Status::Error("SentencePiece normalization '" + normalizer_name +
+                         "' is not supported (MobileLLM's tokenizer uses 'identity')");
+  t.unk_surface_ = unk_surface.empty() ? " \xE2\x81\x87 " : unk_surface;
+
+  bool have_unk = false;
+  std::fill(std::begin(t.byte_ids_), std::end(t.byte_ids_), -1);
+  for (int id = 0; id < t.size(); ++id) {
+    const Piece& p = t.pieces_[id];
+    const bool vocab = p.type == kNormal || p.type == kUserDefined || p.type == kUnused;
+    if (!(vocab ? t.vocab_ : t.reserved_).emplace(p.text, id).second)
+      return Status::Error("piece '" + p.text + "' appears twice");
+    if (p.type == kUserDefined) t.user_defined_.push_back(p.text);
+    if (p.type == kUnknown) t.unk_id_ = id, have_unk = true;
+    if (p.type == kByte) {
+      const int byte = ByteOfPiece(p.text);
+      if (byte < 0) return Status::Error("byte piece '" + p.text + "' is not of the form <0xXX>");
+      t.byte_ids_[byte] = id;
+    }
+  }
+  if (!have_unk) return Status::Error("not a SentencePiece model (no <unk> piece)");
+  if (t.byte_fallback_ && std::count(std::begin(t.byte_ids_), std::end(t.byte_ids_), -1) != 0)
+    return Status::Error("byte fallback is on but some of the 256 <0xXX> pieces are missing");
+  std::sort(t.user_defined_.begin(), t.user_defined_.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return t;
+}
+
+int Tokenizer::PieceId(std::string_view piece) const {
+  const std::string key(piece);
+  if (auto it = reserved_.find(key); it != reserved_.end()) return it->second;
+  if (auto it = vocab_.find(key); it != vocab_.end()) return it->second;
+  return -1;
+}
+
+void Tokenizer::Emit(const std::string& piece, const Splits& splits, std::vector<int>* ids) const {
+  const int id = PieceId(piece);
+  if (id >= 0 && pieces_[id].type == kUnused) {
+    if (auto it = splits.find(piece); it != splits.end()) {
+      Emit(it->second.first, splits, ids);
+      Emit(it->second.second, splits, ids);
+      return;
+    }
+  }
+  if (id >= 0 && pieces_[id].type != kUnknown) {
+    ids->push_back(id);
+  } else if (byte_fallback_) {
+    for (unsigned char c : piece) ids->push_back(byte_ids_[c]);
+  } else if (ids->empty() || ids->back() != unk_id_) {  // a run of unknowns is one <unk>
+    ids->push_back(unk_id_);
+  }
+}
+
+std::vector<int> Tokenizer::Encode(std::string_view text) const {
+  // Identity normalization: invalid UTF-8 bytes become U+FFFD, spaces become "▁", a dummy "▁"
+  // goes in front, and (when the model asks) runs of spaces collapse.
+  std::string norm;
+  const std::string space = escape_whitespaces_ ? std::string(kSpaceSymbol) : std::string(" ");
+  if (remove_extra_whitespaces_)
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  if (text.empty()) return {};
+  if (add_dummy_prefix_) norm += space;
+  bool prev_space = remove_extra_whitespaces_;
+  while (!text.empty()) {
+    const size_t n = Utf8CharLen(text);
+    if (n == 0) {
+      norm += kReplacement;
+      prev_space = false;
+      text.remove_prefix(1);
+      continue;
+    }
+    if (text[0] == ' ') {
+      if (!(remove_extra_whitespaces_ && prev_space)) norm += space;
+      prev_space = remove_extra_whitespaces_;
+    } else {
+      norm.append(text.substr(0, n));
+      prev_space = false;
+    }
+    text.remove_prefix(n);
+  }
+  if (remove_extra_whitespaces_)
+    while (norm.size() >= space.size() &&
+           norm.compare(norm.size() - space.size(), space.size(), space) == 0)
+      norm.resize(norm.size() - space.size());
+
+  // One symbol per character (user-defined pieces whole and frozen), in a linked list.
+  struct Symbol {
+    int prev, next;
+    size_t begin, len;
+    bool frozen;
+  };
+  std::vector<Symbol> sym;
+  for (size_t i = 0; i < norm.size();) {
+    size_t n = 0;
+    bool frozen = false;
+    for (const std::string& u : user_defined_) {
+      if (norm.compare(i, u.size(), u) == 0) {
+        n = u.size(), frozen = true;
+        break;
+      }
+    }
+    if (n == 0) n = std::max<size_t>(1, Utf8CharLen(std::string_view(norm).substr(i)));
+    const int k = int(sym.size());
+    sym.push_back({k - 1, k + 1, i, n, frozen});
+    i += n;
+  }
+  if (sym.empty()) return {};
+  sym.back().next = -1;
+
+  // Merge the adjacent pair that forms the highest-scoring vocabulary piece, leftmost first,
+  // until no pair forms one. Stale queue entries are recognised by their length.
+  struct Pair {
+    int left, right;
+    float score;
+    size_t len;
+  };
+  const auto worse = [](const Pair& a, const Pair& b) {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  };
+  std::priority_queue<Pair, std::vector<Pair>, decltype(worse)> agenda(worse);
+  Splits splits;  // how each unused piece was formed, to take it apart again
+  const auto consider = [&](int left, int right) {
+    if (left < 0 || right < 0 || sym[left].frozen || sym[right].frozen) return;
+    const size_t len = sym[left].len + sym[right].len;
+    const std::string piece = norm.substr(sym[left].begin, len);
+    const auto it = vocab_.find(piece);
+    if (it == vocab_.end()) return;
+    agenda.push({left, right, pieces_[it->second].score, len});
+    if (pieces_[it->second].type == kUnused)
+      splits[piece] = {norm.substr(sym[left].begin, sym[left].len),
+                       norm.substr(sym[right].begin, sym[right].len)};
+  };
+  for (int i = 1; i < int(sym.size()); ++i) consider(i - 1, i);
+  while (!agenda.empty()) {
+    const Pair top = agenda.top();
+    agenda.pop();
+    Symbol &l = sym[top.left], &r = sym[top.right];
+    if (l.len == 0 || r.len == 0 || l.len + r.len != top.len) continue;
+    l.len += r.len;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0) sym[r.next].prev = top.left;
+    consider(l.prev, top.left);
+    consider(top.left, l.next);
+  }
+
+  std::vector<int> ids;
+  for (int i = 0; i >= 0; i = sym[i].next)
+    Emit(norm.substr(sym[i].begin, sym[i].len), splits, &ids);
+  return ids;
+}
+
+std::string Tokenizer::PieceBytes(int id) const {
+  if (id < 0 || id >= size()) return "";
+  const Piece& p = pieces_[id];
+  switch (p.type) {
+    case kControl:
+      return "";
+    case kUnknown:
+      return unk_surface_;
+    case kByte:
+      return std::string(1, char(ByteOfPiece(p.text)));
+    default:
+      return ReplaceSpaceSymbol(p.text);
+  }
+}
+
+std::string Tokenizer::Decode(const std::vector<int>& ids) const {
+  std::string text, bytes;  // bytes: a run of byte pieces, validated as UTF-8 when it ends
+  // The dummy prefix: the first piece that starts with "▁" loses it. With
+  // remove_extra_whitespaces, every leading "▁" goes until some text is out.
+  bool at_start = true;
+  const auto flush_bytes = [&] {
+    text += ValidUtf8(bytes);
+    if (!bytes.empty()) at_start = false;
+    bytes.clear();
+  };
+  for (int id : ids) {
+    if (id < 0 || id >= size()) continue;
+    const Piece& p = pieces_[id];
+    if (p.type == kByte) {
+      bytes += PieceBytes(id);
+      continue;
+    }
+    flush_bytes();
+    if (p.type == kControl || p.type == kUnknown) {
+      text += PieceBytes(id);
+      if (p.type == kUnknown) at_start = false;
+      continue;
+    }
+    std::string_view piece = p.text;
+    bool consumed = false;
+    if (at_start && (add_dummy_prefix_ || remove_extra_whitespaces_) &&
+        piece.substr(0, kSpaceSymbol.size()) == kSpaceSymbol) {
+      piece.remove_prefix(kSpaceSymbol.size());
+      consumed = !remove_extra_whitespaces_;
+    }
+    const std::string surface = ReplaceSpaceSymbol(piece);
+    text += surface;
+    if (!surface.empty() || consumed) at_start = false;
+  }
+  flush_bytes();
+  return text;
+}
+
+}  // namespace mobilellm
