@@ -7,6 +7,15 @@
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace mobilellm {
@@ -43,7 +52,13 @@ CpuFeatures Probe() {
   f.dotprod = hw & HWCAP_ASIMDDP;
   f.i8mm = hw2 & HWCAP2_I8MM;
 #elif defined(__APPLE__)
-  f.dotprod = true;
+  const auto has = [](const char* name) {
+    int v = 0;
+    size_t n = sizeof(v);
+    return sysctlbyname(name, &v, &n, nullptr, 0) == 0 && v != 0;
+  };
+  f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+  f.i8mm = has("hw.optional.arm.FEAT_I8MM");
 #endif
 #endif
   return f;

@@ -11,6 +11,11 @@ extern const KernelTable kRefKernels;
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512VnniKernels;
 #endif
+#if defined(MOBILELLM_HAVE_NEON)
+extern const KernelTable kNeonKernels;
+extern const KernelTable kNeonDotprodKernels;
+extern const KernelTable kNeonI8mmKernels;
+#endif
 
 const std::vector<const KernelTable*>& AllKernelTables() {
   static const std::vector<const KernelTable*> tables = {
@@ -18,6 +23,11 @@ const std::vector<const KernelTable*>& AllKernelTables() {
 #if defined(MOBILELLM_HAVE_AVX2)
     &kAvx2Kernels,
     &kAvx512VnniKernels,
+#endif
+#if defined(MOBILELLM_HAVE_NEON)
+    &kNeonKernels,
+    &kNeonDotprodKernels,
+    &kNeonI8mmKernels,
 #endif
   };
   return tables;

@@ -1,0 +1,426 @@
+// AArch64 NEON kernels, one header for three tables. Each table's translation unit compiles this
+// with its own -march, and the feature macros pick the integer dot product:
+//   neon          (armv8-a):                 vmull_s8 + vpadalq_s16, every AArch64 CPU;
+//   neon_dotprod  (armv8.2-a+dotprod):       vdotq_s32, 16 multiply-adds per instruction;
+//   neon_i8mm     (armv8.2-a+dotprod+i8mm):  vmmlaq_s32 for prefill (2 tokens x 2 rows per
+//                                            instruction), vdotq_s32 for decode.
+// Each function has its twin in ref.h; tests hold them together. Layouts as in kernels.h/format.h.
+#pragma once
+
+#if !defined(__aarch64__) || !defined(__ARM_NEON)
+#error "kernels/neon.h is for AArch64 with NEON"
+#endif
+
+#include <arm_neon.h>
+
+#include <cstdint>
+
+#include "mobilellm/kernels/ref.h"
+
+namespace mobilellm::neon {
+// Internal linkage, as in the x86 headers: each table's TU keeps its own copy, built with its own
+// -march, so a dotprod build of a helper can never serve the baseline table.
+namespace {
+
+// ---- float weights ------------------------------------------------------------------------------
+
+// 4 weights at p + i as f32. f16 -> f32 (FCVTL) and bf16 (a shift) are base AArch64.
+template <DType kW>
+inline float32x4_t Load4(const void* p, int64_t i) {
+  if constexpr (kW == DType::kF32) {
+    return vld1q_f32(static_cast<const float*>(p) + i);
+  } else if constexpr (kW == DType::kF16) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(static_cast<const uint16_t*>(p) + i), 16));
+  }
+}
+
+// Decode: one weight row at a time, one sequential stream; x stays in L1.
+template <DType kW>
+void Gemv(const float* x, const WeightView& wv, int r0, int r1, float* y) {
+  const int cols = wv.cols, k16 = cols & ~15;
+  for (int r = r0; r < r1; ++r) {
+    const int64_t w0 = int64_t(r) * cols;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int k = 0;
+    for (; k < k16; k += 16) {
+      a0 = vfmaq_f32(a0, Load4<kW>(wv.data, w0 + k), vld1q_f32(x + k));
+      a1 = vfmaq_f32(a1, Load4<kW>(wv.data, w0 + k + 4), vld1q_f32(x + k + 4));
+      a2 = vfmaq_f32(a2, Load4<kW>(wv.data, w0 + k + 8), vld1q_f32(x + k + 8));
+      a3 = vfmaq_f32(a3, Load4<kW>(wv.data, w0 + k + 12), vld1q_f32(x + k + 12));
+    }
+    for (; k + 4 <= cols; k += 4) a0 = vfmaq_f32(a0, Load4<kW>(wv.data, w0 + k), vld1q_f32(x + k));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; k < cols; ++k) s += x[k] * ref::WeightAt<kW>(wv.data, w0 + k);
+    y[r] = s;
+  }
+}
+
+// Prefill: tiles of 4 weight rows x 2 tokens, so each weight vector loaded (and converted) once
+// serves two tokens and each activation vector serves four rows: 8 accumulators of 32.
+template <DType kW>
+void Matmul(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int y_stride) {
+  if (in.n_tokens == 1) return Gemv<kW>(in.x, wv, r0, r1, y);
+  const void* w = wv.data;
+  const int cols = wv.cols, k4 = cols & ~3;
+  int r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const int64_t w0 = int64_t(r) * cols;
+    for (int t = 0; t < in.n_tokens; t += 2) {
+      const bool two = t + 1 < in.n_tokens;
+      const float* xa = in.x + int64_t(t) * cols;
+      const float* xb = two ? xa + cols : xa;  // an odd last token pairs with itself
+      float32x4_t a[4], b[4];
+      for (int i = 0; i < 4; ++i) a[i] = b[i] = vdupq_n_f32(0.0f);
+      for (int k = 0; k < k4; k += 4) {
+        const float32x4_t va = vld1q_f32(xa + k), vb = vld1q_f32(xb + k);
+        for (int i = 0; i < 4; ++i) {
+          const float32x4_t q = Load4<kW>(w, w0 + i * int64_t(cols) + k);
+          a[i] = vfmaq_f32(a[i], q, va), b[i] = vfmaq_f32(b[i], q, vb);
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        float sa = vaddvq_f32(a[i]), sb = vaddvq_f32(b[i]);
+        for (int k = k4; k < cols; ++k) {
+          const float q = ref::WeightAt<kW>(w, w0 + i * int64_t(cols) + k);
+          sa += xa[k] * q, sb += xb[k] * q;
+        }
+        y[int64_t(t) * y_stride + r + i] = sa;
+        if (two) y[int64_t(t + 1) * y_stride + r + i] = sb;
+      }
+    }
+  }
+  for (int t = 0; r < r1 && t < in.n_tokens; ++t)  // leftover rows: one GEMV per token
+    Gemv<kW>(in.x + int64_t(t) * cols, wv, r, r1, y + int64_t(t) * y_stride);
+}
+
+template <DType kW>
+void RowToF32(const WeightView& w, int row, float* dst) {
+  if constexpr (format::IsQuantized(uint32_t(kW))) {
+    ref::RowToF32<kW>(w, row, dst);  // one row per token: not worth a SIMD twin
+  } else {
+    const int64_t base = int64_t(row) * w.cols;
+    int i = 0;
+    for (; i + 4 <= w.cols; i += 4) vst1q_f32(dst + i, Load4<kW>(w.data, base + i));
+    for (; i < w.cols; ++i) dst[i] = ref::WeightAt<kW>(w.data, base + i);
+  }
+}
+
+// ---- quantized weights x int8 activations -------------------------------------------------------
+
+// acc[i] += sum over 4 consecutive pairs of a * b (16 int8 pairs in, 4 int32 lanes out). Without
+// dotprod: widening multiplies, then pairwise accumulate. No int16 overflow: activations are in
+// [-127, 127], so 2 * 127 * 128 < 32768.
+inline int32x4_t Dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return vdotq_s32(acc, a, b);
+#else
+  const int16x8_t p =
+      vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b));
+  return vpadalq_s16(acc, p);
+#endif
+}
+
+// The 32 quants of block b of a row as two int8x16 in element order (q4_0 unpacked to [-8, 7]).
+template <DType kW>
+inline void LoadBlock(const uint8_t* row, int b, int8x16_t* lo, int8x16_t* hi) {
+  if constexpr (kW == DType::kQ8_0) {
+    *lo = vld1q_s8(reinterpret_cast<const int8_t*>(row + b * 32));
+    *hi = vld1q_s8(reinterpret_cast<const int8_t*>(row + b * 32 + 16));
+  } else {
+    const uint8x16_t bytes = vld1q_u8(row + b * 16);
+    const int8x16_t eight = vdupq_n_s8(8);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(15))), eight);
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4)), eight);
+  }
+}
+
+// Row r's combined block scales dW[r, b] * dx[b], 4 at a time.
+inline void RowScales(const uint16_t* d, const float* xd, int nb, float* s) {
+  int b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + b)));
+    vst1q_f32(s + b, vmulq_f32(dw, vld1q_f32(xd + b)));
+  }
+  for (; b < nb; ++b) s[b] = F16ToF32(d[b]) * xd[b];
+}
+
+// One row against one token's int8 activations, with the row's combined scales s.
+template <DType kW>
+inline float RowDotQ(const uint8_t* q, const int8_t* xq, const float* s, int nb) {
+  float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0;
+  int b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    int8x16_t w0, w1, w2, w3;
+    LoadBlock<kW>(q, b, &w0, &w1);
+    LoadBlock<kW>(q, b + 1, &w2, &w3);
+    const int8_t* x = xq + b * 32;
+    const int32x4_t p0 = Dot16(Dot16(vdupq_n_s32(0), vld1q_s8(x), w0), vld1q_s8(x + 16), w1);
+    const int32x4_t p1 = Dot16(Dot16(vdupq_n_s32(0), vld1q_s8(x + 32), w2), vld1q_s8(x + 48), w3);
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), s[b]);
+    acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), s[b + 1]);
+  }
+  if (b < nb) {
+    int8x16_t w0, w1;
+    LoadBlock<kW>(q, b, &w0, &w1);
+    const int8_t* x = xq + b * 32;
+    const int32x4_t p0 = Dot16(Dot16(vdupq_n_s32(0), vld1q_s8(x), w0), vld1q_s8(x + 16), w1);
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), s[b]);
+  }
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+// Rows up to 256 blocks (8192 columns) keep their scales on the stack.
+constexpr int kMaxBlocks = 256;
+
+template <DType kW>
+void GemvQ(const int8_t* xq, const float* xd, const WeightView& w, int r0, int r1, float* y) {
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
+  const int nb = w.cols / format::kBlock;
+  const uint8_t* quants = static_cast<const uint8_t*>(w.data);
+  const uint16_t* scales = ref::Scales(w);
+  float s[kMaxBlocks];
+  for (int r = r0; r < r1; ++r) {
+    RowScales(scales + int64_t(r) * nb, xd, nb, s);
+    y[r] = RowDotQ<kW>(quants + int64_t(r) * nb * kBlockBytes, xq, s, nb);
+  }
+}
+
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+// Two rows x two tokens with the 8x2x2 int8 matrix multiply: SMMLA takes a 2x8 block of each
+// operand (two tokens' 8 activations, two rows' 8 weights) and adds their 2x2 product, so one
+// instruction does the work of four dot products. out = {t0.r0, t0.r1, t1.r0, t1.r1}.
+template <DType kW>
+inline float32x4_t Tile2x2(const uint8_t* q0, const uint8_t* q1, const int8_t* x0, const int8_t* x1,
+                           const float* d0, const float* d1, const float* e0, const float* e1,
+                           int nb) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  for (int b = 0; b < nb; ++b) {
+    int8x16_t wa0, wa1, wb0, wb1;
+    LoadBlock<kW>(q0, b, &wa0, &wa1);
+    LoadBlock<kW>(q1, b, &wb0, &wb1);
+    int32x4_t isum = vdupq_n_s32(0);
+    for (int h = 0; h < 2; ++h) {
+      const int8x16_t xa = vld1q_s8(x0 + b * 32 + h * 16), xb = vld1q_s8(x1 + b * 32 + h * 16);
+      const int64x2_t wa = vreinterpretq_s64_s8(h ? wa1 : wa0),
+                      wb = vreinterpretq_s64_s8(h ? wb1 : wb0);
+      const int64x2_t ta = vreinterpretq_s64_s8(xa), tb = vreinterpretq_s64_s8(xb);
+      // Rows of the operands: [token 0 | token 1] and [row 0 | row 1], 8 int8 each.
+      isum = vmmlaq_s32(isum, vreinterpretq_s8_s64(vzip1q_s64(ta, tb)),
+                        vreinterpretq_s8_s64(vzip1q_s64(wa, wb)));
+      isum = vmmlaq_s32(isum, vreinterpretq_s8_s64(vzip2q_s64(ta, tb)),
+                        vreinterpretq_s8_s64(vzip2q_s64(wa, wb)));
+    }
+    // Combined scales in the same order: dW per row (d0, d1) times dx per token (e0, e1).
+    const float32x4_t scale = {d0[b] * e0[b], d1[b] * e0[b], d0[b] * e1[b], d1[b] * e1[b]};
+    acc = vfmaq_f32(acc, vcvtq_f32_s32(isum), scale);
+  }
+  return acc;
+}
+#endif
+
+// Prefill. With i8mm: 2 x 2 SMMLA tiles. Otherwise: each row's scales once, then the row
+// against every token (the row stays in L1 while the tokens stream past it).
+template <DType kW>
+void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  const int nb = w.cols / format::kBlock;
+  if (in.n_tokens == 1 && nb <= kMaxBlocks) return GemvQ<kW>(in.q, in.d, w, r0, r1, y);
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
+  const int64_t row_bytes = int64_t(nb) * kBlockBytes;
+  const uint8_t* quants = static_cast<const uint8_t*>(w.data);
+  const uint16_t* scales = ref::Scales(w);
+  int r = r0;
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+  const int t_pairs = in.n_tokens & ~1;
+  if (nb <= kMaxBlocks && t_pairs > 0) {
+    float d0[kMaxBlocks], d1[kMaxBlocks];
+    for (; r + 2 <= r1; r += 2) {
+      for (int b = 0; b < nb; ++b) {
+        d0[b] = F16ToF32(scales[int64_t(r) * nb + b]);
+        d1[b] = F16ToF32(scales[int64_t(r + 1) * nb + b]);
+      }
+      for (int t = 0; t < t_pairs; t += 2) {
+        const int8_t* x0 = in.q + int64_t(t) * w.cols;
+        const float* e0 = in.d + int64_t(t) * nb;
+        const float32x4_t v = Tile2x2<kW>(quants + r * row_bytes, quants + (r + 1) * row_bytes, x0,
+                                          x0 + w.cols, d0, d1, e0, e0 + nb, nb);
+        y[int64_t(t) * y_stride + r] = vgetq_lane_f32(v, 0);
+        y[int64_t(t) * y_stride + r + 1] = vgetq_lane_f32(v, 1);
+        y[int64_t(t + 1) * y_stride + r] = vgetq_lane_f32(v, 2);
+        y[int64_t(t + 1) * y_stride + r + 1] = vgetq_lane_f32(v, 3);
+      }
+    }
+    // Rows [r0, r) are done for the paired tokens: finish their odd last token below.
+    if (t_pairs < in.n_tokens)
+      for (int rr = r0; rr < r; ++rr)
+        for (int t = t_pairs; t < in.n_tokens; ++t) {
+          float s[kMaxBlocks];
+          RowScales(scales + int64_t(rr) * nb, in.d + int64_t(t) * nb, nb, s);
+          y[int64_t(t) * y_stride + rr] =
+              RowDotQ<kW>(quants + rr * row_bytes, in.q + int64_t(t) * w.cols, s, nb);
+        }
+  }
+#endif
+  for (; r < r1; ++r) {
+    const uint8_t* q = quants + r * row_bytes;
+    for (int t = 0; t < in.n_tokens; ++t) {
+      const int8_t* xq = in.q + int64_t(t) * w.cols;
+      const float* xd = in.d + int64_t(t) * nb;
+      float sum = 0.0f;
+      for (int b0 = 0; b0 < nb; b0 += kMaxBlocks) {  // any row width, kMaxBlocks at a time
+        const int n = nb - b0 < kMaxBlocks ? nb - b0 : kMaxBlocks;
+        float s[kMaxBlocks];
+        RowScales(scales + int64_t(r) * nb + b0, xd + b0, n, s);
+        sum += RowDotQ<kW>(q + b0 * kBlockBytes, xq + b0 * 32, s, n);
+      }
+      y[int64_t(t) * y_stride + r] = sum;
+    }
+  }
+}
+
+// Same arithmetic as ref::QuantizeQ8 (max, 1 / (max / 127), round half even), so the int8
+// values are identical.
+inline void QuantizeQ8(const float* x, int n, int8_t* q, float* d) {
+  for (int b = 0; b < n / 32; ++b) {
+    float32x4_t v[8], mx = vdupq_n_f32(0.0f);
+    for (int j = 0; j < 8; ++j) {
+      v[j] = vld1q_f32(x + b * 32 + j * 4);
+      mx = vmaxq_f32(mx, vabsq_f32(v[j]));
+    }
+    const float amax = vmaxvq_f32(mx), scale = amax / 127.0f,
+                inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    d[b] = scale;
+    for (int j = 0; j < 8; j += 2) {
+      const int32x4_t i0 = vcvtnq_s32_f32(vmulq_n_f32(v[j], inv));
+      const int32x4_t i1 = vcvtnq_s32_f32(vmulq_n_f32(v[j + 1], inv));
+      const int16x8_t h = vcombine_s16(vqmovn_s32(i0), vqmovn_s32(i1));
+      vst1_s8(q + b * 32 + j * 4, vqmovn_s16(h));
+    }
+  }
+}
+
+// ---- elementwise ops ----------------------------------------------------------------------------
+
+// exp(x) for x in [-87, 88], the Cephes polynomial of the AVX2 twin: relative error < 2e-7.
+inline float32x4_t Exp(float32x4_t x) {
+  x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.3f));
+  const float32x4_t fx = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+  x = vfmsq_f32(x, fx, vdupq_n_f32(0.693359375f));
+  x = vfmsq_f32(x, fx, vdupq_n_f32(-2.12194440e-4f));
+  float32x4_t y = vdupq_n_f32(1.9875691500E-4f);
+  y = vfmaq_f32(vdupq_n_f32(1.3981999507E-3f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(8.3334519073E-3f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(4.1665795894E-2f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(1.6666665459E-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(5.0000001201E-1f), y, x);
+  y = vfmaq_f32(vaddq_f32(x, vdupq_n_f32(1.0f)), y, vmulq_f32(x, x));
+  const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
+  return vmulq_f32(y, vreinterpretq_f32_s32(e));
+}
+
+inline float Dot(const float* x, const float* y, int n) {
+  float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
+    a1 = vfmaq_f32(a1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+  }
+  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
+  float s = vaddvq_f32(vaddq_f32(a0, a1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out) {
+  const float inv = 1.0f / std::sqrt(Dot(x, x, n) / float(n) + eps);
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32(out + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), inv), vld1q_f32(w + i)));
+  for (; i < n; ++i) out[i] = (x[i] * inv) * w[i];
+}
+
+inline void Softmax(float* x, int n) {
+  float32x4_t vmax = vdupq_n_f32(x[0]);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
+  float max = vmaxvq_f32(vmax);
+  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
+  float32x4_t vsum = vdupq_n_f32(0.0f);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const float32x4_t e = Exp(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
+    vst1q_f32(x + i, e);
+    vsum = vaddq_f32(vsum, e);
+  }
+  float sum = vaddvq_f32(vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+  for (; i < n; ++i) x[i] *= inv;
+}
+
+inline void SiluMul(float* gate, const float* up, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t g = vld1q_f32(gate + i);
+    const float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), Exp(vnegq_f32(g))));
+    vst1q_f32(gate + i, vmulq_f32(s, vld1q_f32(up + i)));
+  }
+  ref::SiluMul(gate + i, up + i, n - i);
+}
+
+inline void Add(float* y, const float* x, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+inline void Axpy(float a, const float* x, float* y, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
+                 uint32_t style) {
+  const int half = head_dim / 2;
+  if (style != uint32_t(format::RopeStyle::kHalf) || half % 4 != 0) {
+    ref::Rope(x, n_heads, head_dim, cos, sin, style);
+    return;
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int i = 0; i < half; i += 4) {
+      const float32x4_t x0 = vld1q_f32(v + i), x1 = vld1q_f32(v + i + half);
+      const float32x4_t c = vld1q_f32(cos + i), s = vld1q_f32(sin + i);
+      vst1q_f32(v + i, vfmsq_f32(vmulq_f32(x0, c), x1, s));
+      vst1q_f32(v + i + half, vfmaq_f32(vmulq_f32(x1, c), x0, s));
+    }
+  }
+}
+
+// The table, built in each TU from that TU's copies of the functions above.
+constexpr KernelTable MakeTable(const char* name, const char* requires,
+                                bool (*supported)(const CpuFeatures&)) {
+  return {name,
+          requires,
+          supported,
+          {Matmul<DType::kF32>, Matmul<DType::kF16>, Matmul<DType::kBF16>, MatmulQ<DType::kQ8_0>,
+           MatmulQ<DType::kQ4_0>},
+          {RowToF32<DType::kF32>, RowToF32<DType::kF16>, RowToF32<DType::kBF16>,
+           RowToF32<DType::kQ8_0>, RowToF32<DType::kQ4_0>},
+          QuantizeQ8,
+          RmsNorm,
+          Softmax,
+          SiluMul,
+          Add,
+          Dot,
+          Axpy,
+          Rope};
+}
+
+}  // namespace
+}  // namespace mobilellm::neon
