@@ -47,7 +47,14 @@ void ThreadPool::RunErased(void (*call)(void*, int), void* ctx) {
   }
   wake_.notify_all();
   call(ctx, 0);
-  while (pending_.load(std::memory_order_acquire) != 0) MOBILELLM_PAUSE();
+  // Spin while the workers finish their share; if one of them is not running (more threads than
+  // free cores: a busy phone, an emulator), give the core away instead of burning it.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations)
+      MOBILELLM_PAUSE();
+    else
+      std::this_thread::yield();
+  }
 }
 
 void ThreadPool::Worker(int thread) {

@@ -45,6 +45,9 @@ TEST_F(Demo, GreedyGenerationEqualsPyTorch) {
 }
 
 TEST_F(Demo, HeldOutPerplexityWithinOnePercentOfPyTorch) {
+  if (testing::Emulated())
+    GTEST_SKIP() << "61,000 tokens take many minutes under an emulator; on this architecture the "
+                    "greedy ids above and the Parity logits tests hold the engine to PyTorch";
   const auto r = RunCommand(testing::Mobilellm() + " perplexity -m " + Models() +
                             "/demo-austen.mlm -f " + Models() + "/demo-heldout.txt -c " +
                             std::to_string(golden_["heldout_ctx"].get<int>()) + " --json");

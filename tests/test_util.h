@@ -74,11 +74,23 @@ inline CommandResult RunCommand(const std::string& cmd) {
   return {WEXITSTATUS(status), ReadAll(out), ReadAll(err)};
 }
 
+// How to start a binary of this build: directly, or through the emulator of a cross build
+// (qemu-aarch64 ...) when the tests themselves run under it.
+inline std::string Emulator() {
+#if defined(MOBILELLM_EMULATOR)
+  return MOBILELLM_EMULATOR " ";
+#else
+  return "";
+#endif
+}
+inline bool Emulated() {
+  return !Emulator().empty();
+}
 inline std::string Mobilellm() {
-  return BinDir() + "/mobilellm";
+  return Emulator() + BinDir() + "/mobilellm";
 }
 inline std::string Convert() {
-  return BinDir() + "/mobilellm-convert";
+  return Emulator() + BinDir() + "/mobilellm-convert";
 }
 
 // Converts fixture case `name` to `out` at `dtype`; fails the test on error.

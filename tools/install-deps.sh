@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages mobilellm.cpp needs and that are missing.
 #   tools/install-deps.sh          build + run (compiler, cmake, CLI11, nlohmann-json)
-#   tools/install-deps.sh --test   also the test suite's: GoogleTest, Google Benchmark, PyTorch (the oracle)
+#   tools/install-deps.sh --test   also the test suite's: GoogleTest, Google Benchmark, PyTorch and
+#                                  SentencePiece for Python (the oracle), and the aarch64 cross
+#                                  toolchain, qemu-user and arm64 GoogleTest/Benchmark (multiarch)
 set -euo pipefail
 
 pkgs=(g++ cmake make libcli11-dev nlohmann-json3-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(libgtest-dev libbenchmark-dev python3 python3-torch python3-numpy python3-sentencepiece libopenblas0-pthread)
+  pkgs+=(g++-aarch64-linux-gnu qemu-user libgtest-dev:arm64 libbenchmark-dev:arm64)
 fi
 
 missing=()
@@ -18,5 +21,8 @@ done
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
 echo "installing: ${missing[*]}" >&2
+if [[ "${missing[*]}" == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+fi
 $sudo apt-get update -q >&2
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
