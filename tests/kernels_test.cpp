@@ -121,9 +121,11 @@ std::vector<uint8_t> Quantized(const std::vector<float>& f, int rows, int cols, 
 TEST_P(Kernels, MatmulQuantizedWeights) {
   const int rows_list[] = {1, 4, 5, 17, 64};
   for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
-    for (int cols : {32, 64, 96, 352, 576, 1536}) {
+    // 2560 columns: more than one 64-block chunk; 17 tokens: more than one group of 16.
+    for (int cols : {32, 64, 96, 352, 576, 1536, 2560}) {
       for (int rows : rows_list) {
-        for (int n_tok : {1, 2, 3}) {
+        for (int n_tok : {1, 2, 3, 17}) {
+          if (n_tok == 17 && rows > 17) continue;  // keeps the scalar reference quick
           const int nb = cols / 32;
           const auto wf = Random(size_t(rows) * cols, 3 + rows + cols, 0.5f);
           const auto w = Quantized(wf, rows, cols, dt);
