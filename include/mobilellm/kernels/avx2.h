@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "mobilellm/kernels/ref.h"
 
@@ -319,9 +320,11 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
 }
 
 // Quantized weights x int8 activations, 4 rows at a time, prefetching the next tile. Blocks are
-// processed in chunks of 64 so the tile's combined scales fit a small stack array.
+// processed in chunks of 64 so the tile's combined scales fit a small stack array. Decode, and
+// the rows prefill's 8-row panels leave over.
 template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                  int y_stride) {
   if (in.n_tokens == 1 && GemvQ<kW>(in, w, r0, r1, y)) return;
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64;
   const int cols = w.cols, nb = cols / format::kBlock;
@@ -370,6 +373,98 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
       y[int64_t(t) * y_stride + r] = HSum(acc);
     }
   }
+}
+
+// Prefill, 8 rows at a time: a panel of 8 rows x 32 blocks is repacked once per group of 64
+// tokens so that each int32 lane belongs to one row (panel[j][g] = bytes 4g..4g+3 of block j of
+// the 8 rows) and 4 activation bytes are broadcast against it. q4_0 nibbles are maddubs's
+// unsigned operand as stored (q + 8; the offset, -8 * sum x, seeds the accumulator) and a block's
+// 8 products fit int16 before one madd; q8_0 uses the |x|, sign(w, x) form per 4-byte group.
+template <DType kW>
+void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64,
+                kMaxBlocks = 256;
+  const int cols = w.cols, nb = cols / format::kBlock;
+  const int r_end = r0 + (r1 - r0) / 8 * 8;
+  if (in.n_tokens == 1 || r_end == r0 || nb > kMaxBlocks)
+    return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
+  const int64_t row_bytes = int64_t(nb) * kBlockBytes;
+  const uint8_t* quants = static_cast<const uint8_t*>(w.data);
+  const uint16_t* scales = ref::Scales(w);
+  alignas(32) uint32_t panel[kChunk][8][8];  // 8 KB
+  alignas(32) float row_scale[kChunk][8];
+  alignas(32) int32_t x_start[kW == DType::kQ4_0 ? kGroup : 1][kMaxBlocks];
+  const __m256i one16 = _mm256_set1_epi16(1);
+  for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
+    const int t1 = std::min(in.n_tokens, t0 + kGroup);
+    if constexpr (kW == DType::kQ4_0) {
+      for (int t = t0; t < t1; ++t) {
+        float sums[kMaxBlocks];
+        BlockSums(in.q + int64_t(t) * cols, nb, sums);
+        for (int b = 0; b < nb; ++b) x_start[t - t0][b] = -8 * int32_t(sums[b]);
+      }
+    }
+    for (int r = r0; r < r_end; r += 8) {
+      for (int b0 = 0; b0 < nb; b0 += kChunk) {
+        const int n = std::min(kChunk, nb - b0);
+        for (int l = 0; l < 8; ++l) {
+          const uint8_t* q = quants + int64_t(r + l) * row_bytes;
+          for (int j = 0; j < n; ++j) {
+            alignas(32) uint8_t block[32];
+            if constexpr (kW == DType::kQ8_0) {
+              std::memcpy(block, q + (b0 + j) * 32, 32);
+            } else {
+              const __m128i bytes =
+                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + (b0 + j) * 16));
+              _mm256_store_si256(
+                  reinterpret_cast<__m256i*>(block),
+                  _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15)),
+                                   _mm_and_si128(bytes, _mm_set1_epi8(15))));
+            }
+            for (int g = 0; g < 8; ++g) std::memcpy(&panel[j][g][l], block + 4 * g, 4);
+            row_scale[j][l] = _cvtsh_ss(scales[int64_t(r + l) * nb + b0 + j]);
+          }
+        }
+        for (int t = t0; t < t1; ++t) {
+          const int8_t* xt = in.q + int64_t(t) * cols;
+          __m256 acc = _mm256_setzero_ps();
+          for (int j = 0; j < n; ++j) {
+            const int b = b0 + j;
+            const int8_t* xb = xt + int64_t(b) * 32;
+            __m256i isum;
+            if constexpr (kW == DType::kQ4_0) {
+              __m256i s16 = _mm256_setzero_si256();
+              for (int g = 0; g < 8; ++g) {
+                int32_t x4;
+                std::memcpy(&x4, xb + 4 * g, 4);
+                s16 = _mm256_add_epi16(
+                    s16, _mm256_maddubs_epi16(
+                             _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g])),
+                             _mm256_set1_epi32(x4)));
+              }
+              isum = _mm256_add_epi32(_mm256_set1_epi32(x_start[t - t0][b]),
+                                      _mm256_madd_epi16(s16, one16));
+            } else {
+              isum = _mm256_setzero_si256();
+              for (int g = 0; g < 8; ++g) {
+                int32_t x4;
+                std::memcpy(&x4, xb + 4 * g, 4);
+                const __m256i xv = _mm256_set1_epi32(x4);
+                const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g]));
+                isum = _mm256_add_epi32(isum, DotBlock(_mm256_sign_epi8(xv, xv), xv, wv));
+              }
+            }
+            const __m256 sc = _mm256_mul_ps(_mm256_load_ps(row_scale[j]),
+                                            _mm256_set1_ps(in.d[int64_t(t) * nb + b]));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, acc);
+          }
+          float* out = y + int64_t(t) * y_stride + r;
+          _mm256_storeu_ps(out, b0 == 0 ? acc : _mm256_add_ps(acc, _mm256_loadu_ps(out)));
+        }
+      }
+    }
+  }
+  if (r_end < r1) MatmulQ4Rows<kW>(in, w, r_end, r1, y, y_stride);
 }
 
 template <DType kW>
