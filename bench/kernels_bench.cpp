@@ -105,6 +105,25 @@ void BM_Elementwise(benchmark::State& state, const KernelTable* k, const std::st
       benchmark::Counter(4.0 * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
+// One 125M query head (head_dim 64) against n_keys cached positions of a 3-KV-head cache.
+void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys) {
+  if (!Supported(state, *k)) return;
+  const int hd = 64, stride = 3 * hd;
+  auto q = Random(hd, 3), keys = Random(size_t(n_keys) * stride, 4),
+       values = Random(size_t(n_keys) * stride, 5);
+  std::vector<float> scores(n_keys), out(hd);
+  for (auto _ : state) {
+    k->attend(q.data(), keys.data(), values.data(), n_keys, stride, hd, 0.125f, scores.data(),
+              out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(2.0 * 4 * hd * n_keys * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(4.0 * hd * n_keys * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
 struct Shape {
   const char* name;
   int rows, cols;
@@ -136,6 +155,10 @@ void RegisterAll() {
         const std::string name = std::string(op) + "/" + k->name + "/n:" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), BM_Elementwise, k, std::string(op), n);
       }
+    }
+    for (int n_keys : {128, 2048}) {
+      const std::string name = std::string("attend/") + k->name + "/keys:" + std::to_string(n_keys);
+      benchmark::RegisterBenchmark(name.c_str(), BM_Attend, k, n_keys);
     }
   }
 }

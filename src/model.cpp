@@ -292,13 +292,8 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
     for (int i = i0; i < i1; ++i) {
       const int t = i / c.n_heads, h = i % c.n_heads, kvh = h / group, n_keys = pos0 + t + 1;
       const float* qh = &q[size_t(t) * c.q_dim() + h * hd];
-      const float* keys = KeyAt(layer, 0) + kvh * hd;
-      for (int p = 0; p < n_keys; ++p) score[p] = k->dot(qh, keys + size_t(p) * kv_dim, hd) * scale;
-      k->softmax(score, n_keys);
-      float* out = &att[size_t(t) * c.q_dim() + h * hd];
-      std::fill(out, out + hd, 0.0f);
-      const float* values = ValueAt(layer, 0) + kvh * hd;
-      for (int p = 0; p < n_keys; ++p) k->axpy(score[p], values + size_t(p) * kv_dim, out, hd);
+      k->attend(qh, KeyAt(layer, 0) + kvh * hd, ValueAt(layer, 0) + kvh * hd, n_keys, kv_dim, hd,
+                scale, score, &att[size_t(t) * c.q_dim() + h * hd]);
     }
   });
 }

@@ -271,6 +271,30 @@ TEST_P(Kernels, Rope) {
   }
 }
 
+// One query head against a strided cache: scores, softmax and the weighted sum of values.
+TEST_P(Kernels, Attend) {
+  for (int hd : {16, 24, 32, 64, 128}) {
+    for (int n_keys : {1, 2, 7, 100}) {
+      const int stride = 3 * hd + 5;
+      const auto q = Random(size_t(hd), hd + n_keys);
+      const auto keys = Random(size_t(n_keys) * stride, 7 + hd, 2.0f);
+      const auto values = Random(size_t(n_keys) * stride, 9 + hd);
+      std::vector<float> scores(size_t(n_keys) + 1, kCanary), want_scores = scores;
+      std::vector<float> got(size_t(hd) + 1, kCanary), want = got;
+      const float scale = 1.0f / std::sqrt(float(hd));
+      k().attend(q.data(), keys.data(), values.data(), n_keys, stride, hd, scale, scores.data(),
+                 got.data());
+      Ref().attend(q.data(), keys.data(), values.data(), n_keys, stride, hd, scale,
+                   want_scores.data(), want.data());
+      for (int i = 0; i < hd; ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i])))
+            << "hd " << hd << " keys " << n_keys << " i " << i;
+      EXPECT_EQ(got[hd], kCanary);
+      EXPECT_EQ(scores[n_keys], kCanary);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(AllKernelTables()),
                          [](const auto& info) { return std::string(info.param->name); });
 

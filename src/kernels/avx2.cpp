@@ -20,6 +20,7 @@ extern const KernelTable kAvx2Kernels = {
     avx2::Add,
     avx2::Dot,
     avx2::Axpy,
+    avx2::Attend,
     avx2::Rope,
 };
 

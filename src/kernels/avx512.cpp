@@ -23,6 +23,7 @@ extern const KernelTable kAvx512VnniKernels = {
     avx2::Add,
     avx2::Dot,
     avx2::Axpy,
+    avx2::Attend,
     avx2::Rope,
 };
 

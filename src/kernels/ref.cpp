@@ -19,6 +19,7 @@ extern const KernelTable kRefKernels = {
     ref::Add,
     ref::Dot,
     ref::Axpy,
+    ref::Attend,
     ref::Rope,
 };
 

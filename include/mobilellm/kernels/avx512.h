@@ -132,11 +132,11 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
   return true;
 }
 
-// Prefill rows left over by the 16-row panels below: tiles of 4 rows. A chunk of the tile's blocks is unpacked once into an L1
-// buffer as unsigned bytes (see UnsignedTwoBlocks) and then serves every token of a group of 16,
-// so q4_0 nibbles are unpacked once per 16 tokens rather than once per token, and the inner loop
-// is load, vpdpbusd, scale permute, convert, FMA. The offset comes back once per (row, token,
-// chunk) as off * sum_b s[b] * sum(x_b).
+// Prefill rows left over by the 16-row panels below: tiles of 4 rows. A chunk of the tile's blocks
+// is unpacked once into an L1 buffer as unsigned bytes (see UnsignedTwoBlocks) and then serves
+// every token of a group of 16, so q4_0 nibbles are unpacked once per 16 tokens rather than once
+// per token, and the inner loop is load, vpdpbusd, scale permute, convert, FMA. The offset comes
+// back once per (row, token, chunk) as off * sum_b s[b] * sum(x_b).
 template <DType kW>
 void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                   int y_stride) {
