@@ -128,11 +128,13 @@ struct Session::Impl {
   int pos = 0;
   int last_n = 0;  // tokens in the last Evaluate call
 
-  // KV cache: one slot per logical layer. Left uninitialised: only rows < pos are ever read, so
-  // pages are touched as the context fills and creating a session costs nothing up front.
-  std::unique_ptr<float[]> key_cache;     // [n_layers, n_ctx, kv_dim]
-  std::unique_ptr<float[]> value_cache;   // [n_layers, n_ctx, kv_dim]
-  std::vector<float> rope_cos, rope_sin;  // [n_ctx, head_dim / 2]
+  // KV cache: one slot per logical layer, f16 or f32 (opt.kv_type). Left uninitialised: only
+  // rows < pos are ever read, so pages are touched as the context fills and creating a session
+  // costs nothing up front.
+  std::unique_ptr<uint8_t[]> key_cache;    // [n_layers, n_ctx, kv_dim]
+  std::unique_ptr<uint8_t[]> value_cache;  // [n_layers, n_ctx, kv_dim]
+  size_t kv_elem = 2;                      // bytes per cache element
+  std::vector<float> rope_cos, rope_sin;   // [n_ctx, head_dim / 2]
 
   // Activations for up to n_batch tokens: allocated once, reused for every call.
   std::vector<float> x;       // [n_batch, dim] residual stream
@@ -142,16 +144,27 @@ struct Session::Impl {
   std::vector<float> att;     // [n_batch, q_dim] attention output
   std::vector<float> hb;      // [n_batch, ffn_dim] gate, then silu(gate) * up
   std::vector<float> hb2;     // [n_batch, ffn_dim] up
+  std::vector<float> kb, vb;  // [n_batch, kv_dim] new keys and values, before the cache
   std::vector<float> scores;  // [n_threads, n_ctx]
   std::vector<int8_t> xq;     // [n_batch, max(dim, q_dim, ffn_dim)] int8 blocks of a matmul input
   std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
 
-  float* KeyAt(int layer, int p) {
-    return &key_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim()];
+  uint8_t* KeyAt(int layer, int p) {
+    return &key_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim() * kv_elem];
   }
-  float* ValueAt(int layer, int p) {
-    return &value_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim()];
+  uint8_t* ValueAt(int layer, int p) {
+    return &value_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim() * kv_elem];
+  }
+  // n rows of kv_dim floats into the cache at `dst`, in the cache's type.
+  void StoreKv(const float* src, int n, uint8_t* dst) {
+    const size_t count = size_t(n) * model->config().kv_dim();
+    if (opt.kv_type == DType::kF32) {
+      std::memcpy(dst, src, count * 4);
+    } else {
+      uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < count; ++i) h[i] = F32ToF16(src[i]);
+    }
   }
 
   struct MatmulJob {
@@ -209,10 +222,13 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   m.model = std::move(model);
   m.k = &m.model->kernels();
   m.opt = o;
+  if (o.kv_type != DType::kF16 && o.kv_type != DType::kF32)
+    return Status::Error("KV cache type must be f16 or f32");
   try {
-    const size_t kv = size_t(c.n_layers()) * o.n_ctx * c.kv_dim();
-    m.key_cache.reset(new float[kv]);
-    m.value_cache.reset(new float[kv]);
+    m.kv_elem = o.kv_type == DType::kF16 ? 2 : 4;
+    const size_t kv = size_t(c.n_layers()) * o.n_ctx * c.kv_dim() * m.kv_elem;
+    m.key_cache.reset(new uint8_t[kv]);
+    m.value_cache.reset(new uint8_t[kv]);
     const int half = c.head_dim / 2;
     m.rope_cos.resize(size_t(o.n_ctx) * half);
     m.rope_sin.resize(size_t(o.n_ctx) * half);
@@ -229,6 +245,7 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
     m.x.resize(b * c.dim), m.xb.resize(b * c.dim), m.xb2.resize(b * c.dim);
     m.q.resize(b * c.q_dim()), m.att.resize(b * c.q_dim());
     m.hb.resize(b * c.ffn_dim), m.hb2.resize(b * c.ffn_dim);
+    m.kb.resize(b * c.kv_dim()), m.vb.resize(b * c.kv_dim());
     m.scores.resize(size_t(o.n_threads) * o.n_ctx);
     const size_t widest = size_t(std::max({c.dim, c.q_dim(), c.ffn_dim}));
     m.xq.resize(b * widest);
@@ -292,8 +309,9 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
     for (int i = i0; i < i1; ++i) {
       const int t = i / c.n_heads, h = i % c.n_heads, kvh = h / group, n_keys = pos0 + t + 1;
       const float* qh = &q[size_t(t) * c.q_dim() + h * hd];
-      k->attend(qh, KeyAt(layer, 0) + kvh * hd, ValueAt(layer, 0) + kvh * hd, n_keys, kv_dim, hd,
-                scale, score, &att[size_t(t) * c.q_dim() + h * hd]);
+      k->attend[opt.kv_type == DType::kF16](qh, KeyAt(layer, 0) + kvh * hd * kv_elem,
+                                            ValueAt(layer, 0) + kvh * hd * kv_elem, n_keys, kv_dim,
+                                            hd, scale, score, &att[size_t(t) * c.q_dim() + h * hd]);
     }
   });
 }
@@ -316,14 +334,17 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
       for (int t = 0; t < n; ++t)
         k->rmsnorm(&x[size_t(t) * dim], blk.attn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
       Matmuls(n, {{xb.data(), &blk.attn_q, q.data(), c.q_dim()},
-                  {xb.data(), &blk.attn_k, KeyAt(layer, pos0), c.kv_dim()},
-                  {xb.data(), &blk.attn_v, ValueAt(layer, pos0), c.kv_dim()}});
+                  {xb.data(), &blk.attn_k, kb.data(), c.kv_dim()},
+                  {xb.data(), &blk.attn_v, vb.data(), c.kv_dim()}});
       for (int t = 0; t < n; ++t) {
         const float* cos = &rope_cos[size_t(pos0 + t) * half];
         const float* sin = &rope_sin[size_t(pos0 + t) * half];
         k->rope(&q[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
-        k->rope(KeyAt(layer, pos0 + t), c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+        k->rope(&kb[size_t(t) * c.kv_dim()], c.n_kv_heads, c.head_dim, cos, sin,
+                uint32_t(c.rope_style));
       }
+      StoreKv(kb.data(), n, KeyAt(layer, pos0));
+      StoreKv(vb.data(), n, ValueAt(layer, pos0));
       Attention(layer, n, pos0);
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});
       for (int t = 0; t < n; ++t) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);

@@ -36,11 +36,13 @@ std::shared_ptr<const Model> LoadOrDie(const std::string& path) {
   return m.ok() ? *m : nullptr;
 }
 
+// Sessions of the parity tests keep an f32 KV cache: what the PyTorch reference computes.
 std::unique_ptr<Session> NewSession(std::shared_ptr<const Model> m, int threads = 2,
-                                    int n_batch = 256) {
+                                    int n_batch = 256, DType kv_type = DType::kF32) {
   SessionOptions o;
   o.n_threads = threads;
   o.n_batch = n_batch;
+  o.kv_type = kv_type;
   auto s = Session::Create(std::move(m), o);
   EXPECT_TRUE(s.ok()) << s.status().message();
   return std::move(s).value();
@@ -233,11 +235,36 @@ TEST_F(Engine, LogitsAllMatchesLastTokenLogits) {
   auto model = Ls();
   SessionOptions o;
   o.logits_all = true;
+  o.kv_type = DType::kF32;
   auto s = Session::Create(model, o);
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE((*s)->Evaluate(golden_->prompt).ok());
   EXPECT_LT(RelError((*s)->logits_at(int(golden_->prompt.size()) - 1), golden_->logits), 1e-4);
   EXPECT_EQ((*s)->logits(), (*s)->logits_at(int(golden_->prompt.size()) - 1));
+}
+
+// The default f16 KV cache: logits within f16 rounding of the f32 cache's (each cached value is
+// rounded once, relative error 2^-11), greedy tokens the same on this model.
+TEST_F(Engine, F16KvCacheStaysCloseToF32) {
+  auto model = Ls();
+  auto f32 = NewSession(model, 2, 256, DType::kF32), f16 = NewSession(model, 2, 256, DType::kF16);
+  ASSERT_TRUE(f32->Evaluate(golden_->prompt).ok());
+  ASSERT_TRUE(f16->Evaluate(golden_->prompt).ok());
+  const int vocab = model->config().vocab_size;
+  const double err =
+      RelError(f16->logits(), std::vector<float>(f32->logits(), f32->logits() + vocab));
+  std::printf("[kv] f16 cache vs f32 cache, last-token logits: rel err %.2e\n", err);
+  EXPECT_LT(err, 5e-3);
+  EXPECT_GT(err, 0.0);  // the cache really is f16
+  EXPECT_LT(RelError(f16->logits(), golden_->logits), 5e-3);
+  GenerateOptions go;
+  go.max_tokens = 16;
+  go.sampling.temperature = 0;
+  f16->Reset();
+  auto r = Generate(*f16, golden_->prompt, go, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->ids,
+            std::vector<int>(golden_->greedy.begin(), golden_->greedy.begin() + r->ids.size()));
 }
 
 TEST_F(Engine, RejectsBadTokensAndContextOverflowWithoutChangingState) {

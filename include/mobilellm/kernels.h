@@ -86,11 +86,12 @@ struct KernelTable {
   float (*dot)(const float* x, const float* y, int n);
   // y += a * x
   void (*axpy)(float a, const float* x, float* y, int n);
-  // One query head against n_keys cached positions (rows of hd floats, `stride` floats apart):
+  // One query head against n_keys cached positions (rows of hd values, `stride` values apart):
   // scores[p] = scale * q . key_p, softmax over p, out = sum_p scores[p] * value_p.
   // scores holds n_keys floats of scratch; out must not alias the inputs.
-  void (*attend)(const float* q, const float* keys, const float* values, int n_keys, int stride,
-                 int hd, float scale, float* scores, float* out);
+  // Indexed by the cache type: [0] f32 keys/values, [1] f16 (uint16_t) keys/values.
+  void (*attend[2])(const float* q, const void* keys, const void* values, int n_keys, int stride,
+                    int hd, float scale, float* scores, float* out);
   // Rotates n_heads heads of head_dim in place; cos/sin hold head_dim/2 values for this position.
   // style: format::RopeStyle.
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin,

@@ -65,6 +65,9 @@ struct SessionOptions {
   int n_threads = 0;        // 0 = physical cores
   int n_batch = 256;        // prompt tokens evaluated per forward pass
   bool logits_all = false;  // keep logits for every token of an Evaluate call (perplexity)
+  // KV-cache element type: f16 (half the memory and attention traffic; logits within ~1e-3 of
+  // f32) or f32 (what the PyTorch reference computes, bit for bit in the parity tests).
+  DType kv_type = DType::kF16;
 };
 
 class Session {

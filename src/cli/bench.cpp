@@ -56,6 +56,7 @@ nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threa
   const auto cold_t1 = Clock::now();
   SessionOptions so;
   so.n_threads = threads;
+  so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   so.n_ctx = a.n_prompt + a.n_gen + 1;
   so.n_batch = std::max(1, a.n_prompt);
   auto session = Session::Create(*model, so);

@@ -11,7 +11,8 @@ struct BenchArgs {
   std::vector<std::string> models;
   std::vector<int> threads = {1};
   int n_prompt = 128, n_gen = 128, reps = 5;
-  std::string output = "md";  // md | json | csv
+  std::string output = "md";    // md | json | csv
+  std::string kv_type = "f16";  // f16 | f32
 };
 
 int RunBench(const BenchArgs& args);

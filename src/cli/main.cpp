@@ -163,6 +163,7 @@ struct GenerateArgs {
   std::string model, prompt, prompt_file;
   bool prompt_given = false;
   int n = 128, threads = 0, ctx = 0;
+  std::string kv_type = "f16";
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   int top_k = 40, repeat_last_n = 64;
   int64_t seed = -1;
@@ -189,6 +190,7 @@ int RunGenerate(GenerateArgs& a) {
   SessionOptions so;
   so.n_ctx = a.ctx;
   so.n_threads = a.threads;
+  so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   auto session_r = Session::Create(model, so);
   if (!session_r.ok()) return Fail(session_r.status().message());
   Session& session = **session_r;
@@ -258,6 +260,7 @@ int RunGenerate(GenerateArgs& a) {
 struct PerplexityArgs {
   std::string model, text_file;
   int ctx = 256, threads = 0;
+  std::string kv_type = "f16";
   bool json = false, verbose = false;
 };
 
@@ -270,6 +273,7 @@ int RunPerplexity(const PerplexityArgs& a) {
   if (a.ctx < 2) return Fail("-c must be at least 2");
   SessionOptions so;
   so.n_ctx = a.ctx, so.n_batch = a.ctx, so.n_threads = a.threads, so.logits_all = true;
+  so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   auto session_r = Session::Create(model, so);
   if (!session_r.ok()) return Fail(session_r.status().message());
   Session& s = **session_r;
@@ -356,6 +360,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   gen->add_option("-c,--ctx", g.ctx, "Context length (KV cache); default: the model's")
       ->check(CLI::Range(1, 1 << 20));
+  gen->add_option("--kv-type", g.kv_type, "KV-cache type: f16 (half the memory) or f32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f16", "f32"}));
   gen->add_option("--stop", g.stop, "Stop when this string is generated (repeatable)");
   gen->add_flag("--json", g.json, "Print one JSON object (ids, text, timings) instead of the text");
   gen->add_flag("--preload", g.preload, "Fault in and lock all weights at load");
@@ -382,6 +389,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 1 << 16));
   ppl->add_option("-t,--threads", pp.threads, "Threads; default: physical cores")
       ->check(CLI::Range(1, 256));
+  ppl->add_option("--kv-type", pp.kv_type, "KV-cache type: f16 (half the memory) or f32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f16", "f32"}));
   ppl->add_flag("--json", pp.json, "Print one JSON object");
   ppl->add_flag("-v,--verbose", pp.verbose, "Print the kernel table, CPU features and threads");
 
@@ -404,6 +414,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  bench->add_option("--kv-type", bn.kv_type, "KV-cache type: f16 (half the memory) or f32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f16", "f32"}));
   bench->add_option("--output", bn.output, "md, json (one object per row) or csv")
       ->capture_default_str()
       ->check(CLI::IsMember({"md", "json", "csv"}));

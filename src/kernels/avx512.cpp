@@ -23,7 +23,7 @@ extern const KernelTable kAvx512VnniKernels = {
     avx2::Add,
     avx2::Dot,
     avx2::Axpy,
-    avx2::Attend,
+    {avx2::Attend<DType::kF32>, avx2::Attend<DType::kF16>},
     avx2::Rope,
 };
 

@@ -19,7 +19,7 @@ extern const KernelTable kRefKernels = {
     ref::Add,
     ref::Dot,
     ref::Axpy,
-    ref::Attend,
+    {ref::Attend<DType::kF32>, ref::Attend<DType::kF16>},
     ref::Rope,
 };
 

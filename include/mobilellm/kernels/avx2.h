@@ -579,18 +579,18 @@ inline void Axpy(float a, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// Attention for a head of kH x 8 floats: the query and the output stay in kH registers each while
-// the keys and values stream past, so a position costs kH loads and FMAs per pass, no stores.
-template <int kH>
-void AttendHead(const float* q, const float* keys, const float* values, int n_keys, int stride,
+// Attention for a head of kH x 8 values: the query and the output stay in kH registers each while
+// the keys and values (f32 or f16) stream past, so a position costs kH loads and FMAs per pass.
+template <int kH, DType kKV>
+void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
                 float scale, float* scores, float* out) {
   __m256 qv[kH], acc[kH];
   for (int i = 0; i < kH; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
   float max = -INFINITY;
   for (int p = 0; p < n_keys; ++p) {
-    const float* k = keys + int64_t(p) * stride;
-    __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
-    for (int i = 1; i < kH; ++i) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
+    const int64_t k = int64_t(p) * stride;
+    __m256 a = _mm256_mul_ps(qv[0], Load8<kKV>(keys, k));
+    for (int i = 1; i < kH; ++i) a = _mm256_fmadd_ps(qv[i], Load8<kKV>(keys, k + 8 * i), a);
     scores[p] = HSum(a) * scale;
     max = scores[p] > max ? scores[p] : max;
   }
@@ -598,25 +598,26 @@ void AttendHead(const float* q, const float* keys, const float* values, int n_ke
   for (int p = 0; p < n_keys; ++p) sum += scores[p] = std::exp(scores[p] - max);
   for (int i = 0; i < kH; ++i) acc[i] = _mm256_setzero_ps();
   for (int p = 0; p < n_keys; ++p) {
-    const float* v = values + int64_t(p) * stride;
+    const int64_t v = int64_t(p) * stride;
     const __m256 w = _mm256_set1_ps(scores[p]);
-    for (int i = 0; i < kH; ++i) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * i), acc[i]);
+    for (int i = 0; i < kH; ++i) acc[i] = _mm256_fmadd_ps(w, Load8<kKV>(values, v + 8 * i), acc[i]);
   }
   const __m256 inv = _mm256_set1_ps(1.0f / sum);
   for (int i = 0; i < kH; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
-inline void Attend(const float* q, const float* keys, const float* values, int n_keys, int stride,
-                   int hd, float scale, float* scores, float* out) {
+template <DType kKV>
+void Attend(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
+            float scale, float* scores, float* out) {
   switch (hd) {
     case 32:
-      return AttendHead<4>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
     case 64:
-      return AttendHead<8>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
     case 128:
-      return AttendHead<16>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
     default:
-      return ref::Attend(q, keys, values, n_keys, stride, hd, scale, scores, out);
+      return ref::Attend<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
   }
 }
 

@@ -384,19 +384,20 @@ inline void Axpy(float a, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// Attention for a head of kH x 4 floats, query and output held in registers (see avx2.h).
-template <int kH>
-void AttendHead(const float* q, const float* keys, const float* values, int n_keys, int stride,
+// Attention for a head of kH x 4 values (f32 or f16 cache), query and output held in registers.
+template <int kH, DType kKV>
+void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
                 float scale, float* scores, float* out) {
   float32x4_t qv[kH], acc[kH];
   for (int i = 0; i < kH; ++i) qv[i] = vld1q_f32(q + 4 * i);
   float max = -INFINITY;
   for (int p = 0; p < n_keys; ++p) {
-    const float* k = keys + int64_t(p) * stride;
-    float32x4_t a0 = vmulq_f32(qv[0], vld1q_f32(k)), a1 = vmulq_f32(qv[1], vld1q_f32(k + 4));
+    const int64_t k = int64_t(p) * stride;
+    float32x4_t a0 = vmulq_f32(qv[0], Load4<kKV>(keys, k)),
+                a1 = vmulq_f32(qv[1], Load4<kKV>(keys, k + 4));
     for (int i = 2; i < kH; i += 2) {
-      a0 = vfmaq_f32(a0, qv[i], vld1q_f32(k + 4 * i));
-      a1 = vfmaq_f32(a1, qv[i + 1], vld1q_f32(k + 4 * i + 4));
+      a0 = vfmaq_f32(a0, qv[i], Load4<kKV>(keys, k + 4 * i));
+      a1 = vfmaq_f32(a1, qv[i + 1], Load4<kKV>(keys, k + 4 * i + 4));
     }
     scores[p] = vaddvq_f32(vaddq_f32(a0, a1)) * scale;
     max = scores[p] > max ? scores[p] : max;
@@ -405,22 +406,24 @@ void AttendHead(const float* q, const float* keys, const float* values, int n_ke
   for (int p = 0; p < n_keys; ++p) sum += scores[p] = std::exp(scores[p] - max);
   for (int i = 0; i < kH; ++i) acc[i] = vdupq_n_f32(0.0f);
   for (int p = 0; p < n_keys; ++p) {
-    const float* v = values + int64_t(p) * stride;
-    for (int i = 0; i < kH; ++i) acc[i] = vfmaq_n_f32(acc[i], vld1q_f32(v + 4 * i), scores[p]);
+    const int64_t v = int64_t(p) * stride;
+    for (int i = 0; i < kH; ++i)
+      acc[i] = vfmaq_n_f32(acc[i], Load4<kKV>(values, v + 4 * i), scores[p]);
   }
   const float inv = 1.0f / sum;
   for (int i = 0; i < kH; ++i) vst1q_f32(out + 4 * i, vmulq_n_f32(acc[i], inv));
 }
 
-inline void Attend(const float* q, const float* keys, const float* values, int n_keys, int stride,
-                   int hd, float scale, float* scores, float* out) {
+template <DType kKV>
+void Attend(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
+            float scale, float* scores, float* out) {
   switch (hd) {
     case 32:
-      return AttendHead<8>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
     case 64:
-      return AttendHead<16>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
     default:
-      return ref::Attend(q, keys, values, n_keys, stride, hd, scale, scores, out);
+      return ref::Attend<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
   }
 }
 
@@ -459,7 +462,7 @@ constexpr KernelTable MakeTable(const char* name, const char* requires,
           Add,
           Dot,
           Axpy,
-          Attend,
+          {Attend<DType::kF32>, Attend<DType::kF16>},
           Rope};
 }
 

@@ -137,13 +137,21 @@ inline void Axpy(float a, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// softmax(scale * q K^T) V for one query head, as PyTorch's scaled_dot_product_attention.
-inline void Attend(const float* q, const float* keys, const float* values, int n_keys, int stride,
-                   int hd, float scale, float* scores, float* out) {
-  for (int p = 0; p < n_keys; ++p) scores[p] = Dot(q, keys + int64_t(p) * stride, hd) * scale;
+// softmax(scale * q K^T) V for one query head, as PyTorch's scaled_dot_product_attention; the
+// cache holds f32 or f16 (kKV).
+template <DType kKV>
+void Attend(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
+            float scale, float* scores, float* out) {
+  for (int p = 0; p < n_keys; ++p) {
+    float sum = 0.0f;
+    for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, int64_t(p) * stride + i);
+    scores[p] = sum * scale;
+  }
   Softmax(scores, n_keys);
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-  for (int p = 0; p < n_keys; ++p) Axpy(scores[p], values + int64_t(p) * stride, out, hd);
+  for (int p = 0; p < n_keys; ++p)
+    for (int i = 0; i < hd; ++i)
+      out[i] += scores[p] * WeightAt<kKV>(values, int64_t(p) * stride + i);
 }
 
 // HF: out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[h:], x[:h]), h = head_dim / 2.
