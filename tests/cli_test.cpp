@@ -136,6 +136,12 @@ TEST_F(Cli, VerbosePrintsTheKernelTable) {
   const auto ref = RunCommand("MOBILELLM_ISA=ref " + testing::Mobilellm() + " generate -m " +
                               Model() + " -p hi -n 1 -v");
   EXPECT_NE(ref.err.find("kernels: ref"), std::string::npos) << ref.err;
+  // An unknown table is a warning on every run, not only with -v; the run goes on.
+  const auto bad = RunCommand("MOBILELLM_ISA=avx9000 " + testing::Mobilellm() + " generate -m " +
+                              Model() + " -p hi -n 1");
+  EXPECT_EQ(bad.exit_code, 0) << bad.err;
+  EXPECT_NE(bad.err.find("warning: MOBILELLM_ISA=avx9000: unknown kernel table"), std::string::npos)
+      << bad.err;
 }
 
 }  // namespace
