@@ -375,24 +375,24 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
   }
 }
 
-// Prefill, 8 rows at a time: a panel of 8 rows x 32 blocks is repacked once per group of 64
-// tokens so that each int32 lane belongs to one row (panel[j][g] = bytes 4g..4g+3 of block j of
-// the 8 rows) and 4 activation bytes are broadcast against it. q4_0 nibbles are maddubs's
-// unsigned operand as stored (q + 8; the offset, -8 * sum x, seeds the accumulator) and a block's
-// 8 products fit int16 before one madd; q8_0 uses the |x|, sign(w, x) form per 4-byte group.
+// Prefill, 16 rows at a time: a panel of 16 rows x 32 blocks is repacked once per group of 64
+// tokens so that each int32 lane belongs to one row (panel[j][g][h] = bytes 4g..4g+3 of block j of
+// rows 8h..8h+7) and 4 activation bytes, broadcast once, serve both halves. q4_0 nibbles are
+// maddubs's unsigned operand as stored (q + 8; the offset, -8 * sum x, seeds the accumulator) and
+// a block's 8 products fit int16 before one madd; q8_0 uses the |x|, sign(w, x) form.
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64,
                 kMaxBlocks = 256;
   const int cols = w.cols, nb = cols / format::kBlock;
-  const int r_end = r0 + (r1 - r0) / 8 * 8;
+  const int r_end = r0 + (r1 - r0) / 16 * 16;
   if (in.n_tokens == 1 || r_end == r0 || nb > kMaxBlocks)
     return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
-  alignas(32) uint32_t panel[kChunk][8][8];  // 8 KB
-  alignas(32) float row_scale[kChunk][8];
+  alignas(32) uint32_t panel[kChunk][8][2][8];  // 16 KB
+  alignas(32) float row_scale[kChunk][2][8];
   alignas(32) int32_t x_start[kW == DType::kQ4_0 ? kGroup : 1][kMaxBlocks];
   const __m256i one16 = _mm256_set1_epi16(1);
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
@@ -404,10 +404,10 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
         for (int b = 0; b < nb; ++b) x_start[t - t0][b] = -8 * int32_t(sums[b]);
       }
     }
-    for (int r = r0; r < r_end; r += 8) {
+    for (int r = r0; r < r_end; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
-        for (int l = 0; l < 8; ++l) {
+        for (int l = 0; l < 16; ++l) {
           const uint8_t* q = quants + int64_t(r + l) * row_bytes;
           for (int j = 0; j < n; ++j) {
             alignas(32) uint8_t block[32];
@@ -421,45 +421,51 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
                   _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15)),
                                    _mm_and_si128(bytes, _mm_set1_epi8(15))));
             }
-            for (int g = 0; g < 8; ++g) std::memcpy(&panel[j][g][l], block + 4 * g, 4);
-            row_scale[j][l] = _cvtsh_ss(scales[int64_t(r + l) * nb + b0 + j]);
+            for (int g = 0; g < 8; ++g) std::memcpy(&panel[j][g][l / 8][l % 8], block + 4 * g, 4);
+            row_scale[j][l / 8][l % 8] = _cvtsh_ss(scales[int64_t(r + l) * nb + b0 + j]);
           }
         }
         for (int t = t0; t < t1; ++t) {
           const int8_t* xt = in.q + int64_t(t) * cols;
-          __m256 acc = _mm256_setzero_ps();
+          __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
           for (int j = 0; j < n; ++j) {
             const int b = b0 + j;
             const int8_t* xb = xt + int64_t(b) * 32;
-            __m256i isum;
+            const auto w_at = [&](int g, int h) {
+              return _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g][h]));
+            };
+            __m256i i0, i1;
             if constexpr (kW == DType::kQ4_0) {
-              __m256i s16 = _mm256_setzero_si256();
-              for (int g = 0; g < 8; ++g) {
-                int32_t x4;
-                std::memcpy(&x4, xb + 4 * g, 4);
-                s16 = _mm256_add_epi16(
-                    s16, _mm256_maddubs_epi16(
-                             _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g])),
-                             _mm256_set1_epi32(x4)));
-              }
-              isum = _mm256_add_epi32(_mm256_set1_epi32(x_start[t - t0][b]),
-                                      _mm256_madd_epi16(s16, one16));
-            } else {
-              isum = _mm256_setzero_si256();
+              __m256i s0 = _mm256_setzero_si256(), s1 = s0;
               for (int g = 0; g < 8; ++g) {
                 int32_t x4;
                 std::memcpy(&x4, xb + 4 * g, 4);
                 const __m256i xv = _mm256_set1_epi32(x4);
-                const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g]));
-                isum = _mm256_add_epi32(isum, DotBlock(_mm256_sign_epi8(xv, xv), xv, wv));
+                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(w_at(g, 0), xv));
+                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(w_at(g, 1), xv));
+              }
+              const __m256i start = _mm256_set1_epi32(x_start[t - t0][b]);
+              i0 = _mm256_add_epi32(start, _mm256_madd_epi16(s0, one16));
+              i1 = _mm256_add_epi32(start, _mm256_madd_epi16(s1, one16));
+            } else {
+              i0 = i1 = _mm256_setzero_si256();
+              for (int g = 0; g < 8; ++g) {
+                int32_t x4;
+                std::memcpy(&x4, xb + 4 * g, 4);
+                const __m256i xv = _mm256_set1_epi32(x4), xa = _mm256_sign_epi8(xv, xv);
+                i0 = _mm256_add_epi32(i0, DotBlock(xa, xv, w_at(g, 0)));
+                i1 = _mm256_add_epi32(i1, DotBlock(xa, xv, w_at(g, 1)));
               }
             }
-            const __m256 sc = _mm256_mul_ps(_mm256_load_ps(row_scale[j]),
-                                            _mm256_set1_ps(in.d[int64_t(t) * nb + b]));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, acc);
+            const __m256 dx = _mm256_set1_ps(in.d[int64_t(t) * nb + b]);
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
+                                   _mm256_mul_ps(_mm256_load_ps(row_scale[j][0]), dx), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
+                                   _mm256_mul_ps(_mm256_load_ps(row_scale[j][1]), dx), acc1);
           }
           float* out = y + int64_t(t) * y_stride + r;
-          _mm256_storeu_ps(out, b0 == 0 ? acc : _mm256_add_ps(acc, _mm256_loadu_ps(out)));
+          _mm256_storeu_ps(out, b0 == 0 ? acc0 : _mm256_add_ps(acc0, _mm256_loadu_ps(out)));
+          _mm256_storeu_ps(out + 8, b0 == 0 ? acc1 : _mm256_add_ps(acc1, _mm256_loadu_ps(out + 8)));
         }
       }
     }
