@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace mobilellm {
 
@@ -379,6 +381,15 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
     return Status::Error(path + ": cannot rename the finished file into place: " + err);
   }
   return {};
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return true;
 }
 
 }  // namespace mobilellm

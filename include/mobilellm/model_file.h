@@ -93,4 +93,8 @@ class ModelWriter {
   std::vector<Pending> tensors_;
 };
 
+// Reads a whole file (a prompt, a config.json, a tokenizer.model) into *out; false if it cannot
+// be opened. Weights are never read this way: they are memory-mapped.
+bool ReadFile(const std::string& path, std::string* out);
+
 }  // namespace mobilellm

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -69,15 +68,6 @@ Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, b
   LoadOptions lo;
   lo.preload = preload;
   return Model::Load(path, lo);
-}
-
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
 }
 
 void PrintKernelInfo(const Model& model, int threads) {

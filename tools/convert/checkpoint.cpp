@@ -3,11 +3,10 @@
 #include <sys/stat.h>
 
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
+#include "mobilellm/model_file.h"
 #include "pickle.h"
 #include "zip.h"
 
@@ -29,15 +28,6 @@ std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
 }
 
 }  // namespace
-
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data, size_t size,
                                                              const std::string& where) {

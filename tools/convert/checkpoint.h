@@ -51,9 +51,6 @@ Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data
 Result<std::map<std::string, SourceTensor>> ParseTorchZip(const uint8_t* data, size_t size,
                                                           const std::string& where);
 
-// Reads a whole file; false if it cannot be opened.
-bool ReadFile(const std::string& path, std::string* out);
-
 // Our tensor name ("blk.3.ffn_up") -> its HuggingFace state-dict name
 // ("model.layers.3.mlp.up_proj.weight").
 std::string HfTensorName(const std::string& name);

@@ -117,7 +117,7 @@ int Run(const Args& a) {
     auto config = ModelConfig::Preset(a.preset);
     if (!config.ok()) return Fail(config.status().message());
     std::string tok;
-    if (!convert::ReadFile(a.tokenizer, &tok))
+    if (!ReadFile(a.tokenizer, &tok))
       return Fail(a.tokenizer +
                   ": cannot read the tokenizer (--tokenizer is required with --random)");
     if (Status s = CheckTokenizer(tok, *config, a.tokenizer); !s.ok()) return Fail(s.message());
