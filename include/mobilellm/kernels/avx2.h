@@ -232,15 +232,21 @@ inline void RowScales(const uint16_t* d, const float* xd, int nb, float* s) {
   for (; b < nb; ++b) s[b] = _cvtsh_ss(d[b]) * xd[b];
 }
 
-// x_sum[b] = sum of the 32 int8 activations of block b (as float).
+// The sum of 32 int8 activations (a block), exactly.
+inline int32_t BlockSum(const int8_t* x32) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x32));
+  // maddubs(1, x) sums pairs (unsigned 1 x signed x); madd with 1 sums to int32 lanes.
+  const __m256i s =
+      _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), x), _mm256_set1_epi16(1));
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(h);
+}
+
+// x_sum[b] = sum of the 32 int8 activations of block b (as float; exact).
 inline void BlockSums(const int8_t* xq, int nb, float* x_sum) {
-  const __m256i ones = _mm256_set1_epi8(1);
-  for (int b = 0; b < nb; ++b) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-    // maddubs(1, x) sums pairs (unsigned 1 x signed x); madd with 1 sums to int32 lanes.
-    x_sum[b] = HSum(
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ones, x), _mm256_set1_epi16(1))));
-  }
+  for (int b = 0; b < nb; ++b) x_sum[b] = float(BlockSum(xq + b * 32));
 }
 
 // One q4_0 row: the nibbles q in [0, 15] go straight into maddubs as its unsigned operand, and
@@ -398,11 +404,9 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
     const int t1 = std::min(in.n_tokens, t0 + kGroup);
     if constexpr (kW == DType::kQ4_0) {
-      for (int t = t0; t < t1; ++t) {
-        float sums[kMaxBlocks];
-        BlockSums(in.q + int64_t(t) * cols, nb, sums);
-        for (int b = 0; b < nb; ++b) x_start[t - t0][b] = -8 * int32_t(sums[b]);
-      }
+      for (int t = t0; t < t1; ++t)
+        for (int b = 0; b < nb; ++b)
+          x_start[t - t0][b] = -8 * BlockSum(in.q + int64_t(t) * cols + int64_t(b) * 32);
     }
     for (int r = r0; r < r_end; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {

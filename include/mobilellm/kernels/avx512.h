@@ -66,17 +66,10 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
     x = x_perm;
   }
   for (int b = 0; b < nb; b += 2) {
-    int32_t sums[2] = {0, 0};
-    for (int j = 0; j < 2 && b + j < nb; ++j) {
-      const int8_t* xb = in.q + (b + j) * 32;
-      int32_t t = 0;
-      for (int k = 0; k < 32; ++k) t += xb[k];
-      sums[j] = t;
-    }
     int32_t* st = start[b / 2];
     std::memset(st, 0, sizeof(start[0]));
-    st[0] = -kOffset * sums[0];
-    st[kW == DType::kQ8_0 ? 8 : 4] = -kOffset * sums[1];
+    st[0] = -kOffset * avx2::BlockSum(in.q + b * 32);
+    if (b + 1 < nb) st[kW == DType::kQ8_0 ? 8 : 4] = -kOffset * avx2::BlockSum(in.q + (b + 1) * 32);
   }
 
   // Lane -> block of the pair, for the combined scales.
@@ -231,18 +224,9 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   alignas(64) int32_t x_start[kGroup][kMaxBlocks];  // -off * sum of block b's activations
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
     const int t1 = std::min(in.n_tokens, t0 + kGroup);
-    for (int t = t0; t < t1; ++t) {
-      for (int b = 0; b < nb; ++b) {
-        const __m256i v = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(in.q + int64_t(t) * cols + int64_t(b) * 32));
-        const __m256i s32 =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
-        x_start[t - t0][b] = -kOffset * _mm_cvtsi128_si32(h);
-      }
-    }
+    for (int t = t0; t < t1; ++t)
+      for (int b = 0; b < nb; ++b)
+        x_start[t - t0][b] = -kOffset * avx2::BlockSum(in.q + int64_t(t) * cols + int64_t(b) * 32);
     for (int r = r0; r < r_end; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
