@@ -2,29 +2,13 @@
 // bodies for everything else. The only translation unit built with AVX-512 flags.
 #include "mobilellm/kernels/avx512.h"
 
-#include "mobilellm/kernels.h"
-
 namespace mobilellm {
 
-extern const KernelTable kAvx512VnniKernels = {
-    "avx512vnni",
-    "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni",
+extern const KernelTable kAvx512VnniKernels = avx2::MakeTable(
+    "avx512vnni", "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni",
     [](const CpuFeatures& f) {
       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
     },
-    {avx2::Matmul<DType::kF32>, avx2::Matmul<DType::kF16>, avx2::Matmul<DType::kBF16>,
-     avx512::MatmulQ<DType::kQ8_0>, avx512::MatmulQ<DType::kQ4_0>},
-    {avx2::RowToF32<DType::kF32>, avx2::RowToF32<DType::kF16>, avx2::RowToF32<DType::kBF16>,
-     avx2::RowToF32<DType::kQ8_0>, avx2::RowToF32<DType::kQ4_0>},
-    avx2::QuantizeQ8,
-    avx2::RmsNorm,
-    avx2::Softmax,
-    avx2::SiluMul,
-    avx2::Add,
-    avx2::Dot,
-    avx2::Axpy,
-    {avx2::Attend<DType::kF32>, avx2::Attend<DType::kF16>},
-    avx2::Rope,
-};
+    avx512::MatmulQ<DType::kQ8_0>, avx512::MatmulQ<DType::kQ4_0>);
 
 }  // namespace mobilellm

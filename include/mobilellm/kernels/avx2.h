@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mobilellm/kernels.h"
 #include "mobilellm/kernels/ref.h"
 
 namespace mobilellm::avx2 {
@@ -647,6 +648,29 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
       _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(x1, c, _mm256_mul_ps(x0, s)));
     }
   }
+}
+
+// The table, built in each TU from that TU's copies of the functions above. The AVX-512 table is
+// this one with its own quantized matmuls (q8, q4).
+constexpr KernelTable MakeTable(const char* name, const char* requires,
+                                bool (*supported)(const CpuFeatures&),
+                                MatmulFn q8 = MatmulQ<DType::kQ8_0>,
+                                MatmulFn q4 = MatmulQ<DType::kQ4_0>) {
+  return {name,
+          requires,
+          supported,
+          {Matmul<DType::kF32>, Matmul<DType::kF16>, Matmul<DType::kBF16>, q8, q4},
+          {RowToF32<DType::kF32>, RowToF32<DType::kF16>, RowToF32<DType::kBF16>,
+           RowToF32<DType::kQ8_0>, RowToF32<DType::kQ4_0>},
+          QuantizeQ8,
+          RmsNorm,
+          Softmax,
+          SiluMul,
+          Add,
+          Dot,
+          Axpy,
+          {Attend<DType::kF32>, Attend<DType::kF16>},
+          Rope};
 }
 
 }  // namespace
