@@ -30,11 +30,12 @@ std::vector<float> Random(size_t n, uint32_t seed) {
   return v;
 }
 
-std::vector<uint8_t> Encode(const std::vector<float>& f, int rows, int cols, DType dt) {
+std::vector<uint8_t> Encode(const std::vector<float>& f, int rows, int cols, DType dt,
+                            format::Layout layout) {
   const uint64_t shape[2] = {uint64_t(rows), uint64_t(cols)};
   std::vector<uint8_t> out(format::TensorBytes(uint32_t(dt), 2, shape));
   if (format::IsQuantized(uint32_t(dt))) {
-    QuantizeMatrix(f.data(), rows, cols, dt, out.data());
+    QuantizeMatrix(f.data(), rows, cols, dt, out.data(), layout);
   } else {
     for (size_t i = 0; i < f.size(); ++i) {
       if (dt == DType::kF32) {
@@ -54,11 +55,11 @@ bool Supported(benchmark::State& state, const KernelTable& k) {
   return false;
 }
 
-void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, int rows, int cols,
-               int n_tokens) {
+void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::Layout layout,
+               int rows, int cols, int n_tokens) {
   if (!Supported(state, *k)) return;
   const auto wf = Random(size_t(rows) * cols, 1);
-  const std::vector<uint8_t> one = Encode(wf, rows, cols, dt);
+  const std::vector<uint8_t> one = Encode(wf, rows, cols, dt, layout);
   // Enough copies to defeat the caches for decode shapes; one for prefill (compute-bound).
   // MOBILELLM_BENCH_ARENA_MIB shrinks the arena for smoke runs (CI), where timing means nothing.
   const char* arena_env = std::getenv("MOBILELLM_BENCH_ARENA_MIB");
@@ -75,7 +76,7 @@ void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, int rows
   const MatmulInput in{x.data(), xq.data(), xd.data(), n_tokens, cols};
   size_t c = 0;
   for (auto _ : state) {
-    const WeightView w{&arena[c * one.size()], dt, rows, cols};
+    const WeightView w{&arena[c * one.size()], dt, rows, cols, layout};
     k->matmul[WeightTypeIndex(dt)](in, w, 0, rows, y.data(), rows);
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % copies;
@@ -144,14 +145,22 @@ constexpr Shape kShapes[] = {
 void RegisterAll() {
   for (const KernelTable* k : AllKernelTables()) {
     for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-      for (const Shape& s : kShapes) {
-        for (int tokens : {1, 128}) {
-          if (std::string(k->name) == "ref" && tokens > 1)
-            continue;  // minutes per call: not informative
-          const std::string name = std::string("matmul/") + format::DTypeName(uint32_t(dt)) + "/" +
-                                   k->name + "/" + s.name + "/tokens:" + std::to_string(tokens);
-          benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, k, dt, s.rows, s.cols, tokens)
-              ->Unit(benchmark::kMicrosecond);
+      // Quantized types twice: planar rows ("q8_0") and the converter's panels ("q8_0.panels").
+      for (format::Layout layout : {format::Layout::kRows, format::Layout::kPanels}) {
+        const bool panels = layout == format::Layout::kPanels;
+        if (panels && !format::IsQuantized(uint32_t(dt))) continue;
+        const std::string type =
+            std::string(format::DTypeName(uint32_t(dt))) + (panels ? ".panels" : "");
+        for (const Shape& s : kShapes) {
+          for (int tokens : {1, 128}) {
+            if (std::string(k->name) == "ref" && tokens > 1)
+              continue;  // minutes per call: not informative
+            const std::string name = "matmul/" + type + "/" + k->name + "/" + s.name +
+                                     "/tokens:" + std::to_string(tokens);
+            benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, k, dt, layout, s.rows, s.cols,
+                                         tokens)
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
       }
     }

@@ -279,7 +279,7 @@ void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs,
   }
   pool->Run([&](int thread) {
     for (const MatmulJob& j : jobs) {
-      const WeightView w{j.w->data, j.w->dtype, int(j.w->rows()), int(j.w->cols())};
+      const WeightView w{j.w->data, j.w->dtype, int(j.w->rows()), int(j.w->cols()), j.w->layout};
       int r0, r1;
       ThreadPool::Split(w.rows, n_threads, thread, 16, &r0, &r1);
       if (r0 < r1) k->matmul[WeightTypeIndex(w.dtype)](in, w, r0, r1, j.y, j.y_stride);
@@ -320,7 +320,8 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
   const ModelConfig& c = model->config();
   const Model::Weights& w = model->weights();
   const int dim = c.dim, half = c.head_dim / 2;
-  const WeightView embd{w.token_embd.data, w.token_embd.dtype, c.vocab_size, dim};
+  const WeightView embd{w.token_embd.data, w.token_embd.dtype, c.vocab_size, dim,
+                        w.token_embd.layout};
 
   for (int t = 0; t < n; ++t)
     k->row_to_f32[WeightTypeIndex(w.token_embd.dtype)](embd, ids[t], &x[size_t(t) * dim]);

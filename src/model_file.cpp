@@ -158,8 +158,15 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     if (!known)
       return fail(name + ": unknown dtype " + std::to_string(e.dtype) +
                   " (expected f32, f16, bf16, q8_0, q4_0 or u8)");
-    if (e.layout != 0)
-      return fail(name + ": unknown layout " + std::to_string(e.layout) + " (expected 0)");
+    if (e.layout != uint32_t(format::Layout::kRows) &&
+        e.layout != uint32_t(format::Layout::kPanels))
+      return fail(name + ": unknown layout " + std::to_string(e.layout) +
+                  " (expected 0 = rows or 1 = panels)");
+    if (e.layout == uint32_t(format::Layout::kPanels) &&
+        (!format::IsQuantized(e.dtype) || e.rank != 2 || e.shape[0] % format::kPanelRows != 0))
+      return fail(name +
+                  ": panel layout needs a q8_0 or q4_0 matrix with rows a multiple of 16, found " +
+                  format::DTypeName(e.dtype) + " " + ShapeString(e.shape, e.rank));
     if (e.rank < 1 || e.rank > format::kMaxRank)
       return fail(name + ": rank " + std::to_string(e.rank) + " not in 1..4");
     uint64_t numel = 1;
@@ -252,6 +259,7 @@ Tensor ModelFile::View(const TensorEntry& e) const {
   Tensor t;
   t.data = base_ + e.offset;
   t.dtype = DType(e.dtype);
+  t.layout = format::Layout(e.layout);
   t.rank = int(e.rank);
   for (uint32_t i = 0; i < e.rank; ++i) t.shape[i] = int64_t(e.shape[i]);
   return t;
@@ -279,8 +287,9 @@ Status ModelFile::Verify() const {
 ModelWriter::ModelWriter(const ModelConfig& config, std::string producer, uint32_t alignment)
     : config_(config), producer_(std::move(producer)), alignment_(alignment) {}
 
-void ModelWriter::Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill) {
-  tensors_.push_back({name, dtype, std::move(shape), std::move(fill)});
+void ModelWriter::Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill,
+                      format::Layout layout) {
+  tensors_.push_back({name, dtype, layout, std::move(shape), std::move(fill)});
 }
 
 namespace {
@@ -319,6 +328,7 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
                            "': name or rank out of range");
     std::memcpy(e.name, t.name.data(), t.name.size());
     e.dtype = uint32_t(t.dtype);
+    e.layout = uint32_t(t.layout);
     e.rank = uint32_t(t.shape.size());
     for (size_t d = 0; d < t.shape.size(); ++d) e.shape[d] = uint64_t(t.shape[d]);
     const uint64_t n = format::TensorBytes(e.dtype, e.rank, e.shape);

@@ -2,12 +2,49 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "mobilellm/tensor.h"
 
 namespace mobilellm {
 
-void QuantizeMatrix(const float* src, int64_t rows, int64_t cols, DType dtype, uint8_t* dst) {
+using format::Layout;
+
+namespace {
+
+// Planar [rows, cols] quants and scales -> panels of 16 rows (format.h).
+void PackPanels(const uint8_t* planar, int64_t rows, int64_t cols, DType dtype, uint8_t* dst) {
+  constexpr int kP = format::kPanelRows;
+  const bool q8 = dtype == DType::kQ8_0;
+  const int64_t nb = cols / format::kBlock, row_bytes = q8 ? cols : cols / 2;
+  const uint16_t* scales = reinterpret_cast<const uint16_t*>(planar + rows * row_bytes);
+  for (int64_t p = 0; p < rows / kP; ++p) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint16_t block_scales[kP];
+      for (int l = 0; l < kP; ++l) block_scales[l] = scales[(p * kP + l) * nb + b];
+      std::memcpy(dst, block_scales, sizeof(block_scales));
+      uint8_t* q = dst + sizeof(block_scales);
+      for (int l = 0; l < kP; ++l) {
+        const uint8_t* row = planar + (p * kP + l) * row_bytes;
+        for (int j = 0; j < format::kBlock; ++j) {
+          const int g = j / 4, i = j % 4;
+          if (q8) {
+            q[(g * kP + l) * 4 + i] = row[b * 32 + j];
+          } else {  // planar: byte j % 16 of the block, low nibble for j < 16
+            const uint8_t byte = row[b * 16 + (j & 15)];
+            const uint8_t nibble = j < 16 ? byte & 15 : byte >> 4;
+            uint8_t& out = q[((g / 2) * kP + l) * 4 + i];
+            out = g % 2 == 0 ? uint8_t((out & 0xF0) | nibble) : uint8_t((out & 0x0F) | nibble << 4);
+          }
+        }
+      }
+      dst = q + (q8 ? 512 : 256);
+    }
+  }
+}
+
+void QuantizePlanar(const float* src, int64_t rows, int64_t cols, DType dtype, uint8_t* dst) {
   const int64_t nb = cols / format::kBlock;
   const bool q8 = dtype == DType::kQ8_0;
   uint8_t* quants = dst;
@@ -36,6 +73,21 @@ void QuantizeMatrix(const float* src, int64_t rows, int64_t cols, DType dtype, u
       }
     }
   }
+}
+
+}  // namespace
+
+Layout PreferredLayout(int64_t rows) {
+  return rows % format::kPanelRows == 0 ? Layout::kPanels : Layout::kRows;
+}
+
+void QuantizeMatrix(const float* src, int64_t rows, int64_t cols, DType dtype, uint8_t* dst,
+                    Layout layout) {
+  if (layout == Layout::kRows) return QuantizePlanar(src, rows, cols, dtype, dst);
+  const uint64_t shape[2] = {uint64_t(rows), uint64_t(cols)};
+  std::vector<uint8_t> planar(format::TensorBytes(uint32_t(dtype), 2, shape));
+  QuantizePlanar(src, rows, cols, dtype, planar.data());
+  PackPanels(planar.data(), rows, cols, dtype, dst);
 }
 
 }  // namespace mobilellm

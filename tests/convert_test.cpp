@@ -46,7 +46,10 @@ TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
       if (format::IsQuantized(e->dtype)) {
         std::vector<float> f32(size_t(t.numel()));
         convert::ConvertTensor(src, DType::kF32, reinterpret_cast<uint8_t*>(f32.data()));
-        QuantizeMatrix(f32.data(), t.shape[0], t.shape[1], t.dtype, want.data());
+        QuantizeMatrix(f32.data(), t.shape[0], t.shape[1], t.dtype, want.data(), t.layout);
+        // Panels (the fast layout for every kernel table) whenever the rows allow.
+        EXPECT_EQ(t.layout, t.shape[0] % 16 == 0 ? format::Layout::kPanels : format::Layout::kRows)
+            << spec.name;
       } else {
         convert::ConvertTensor(src, t.dtype, want.data());
       }

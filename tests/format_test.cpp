@@ -146,6 +146,10 @@ const Corruption kCorruptions[] = {
        e.dtype = uint32_t(DType::kF16), e.nbytes /= 2;
      },
      "tensor 'blk.0.attn_norm': dtype f16 not allowed (expected f32)"},
+    {"layout", [](std::string& b) { Entry(b, 1).layout = 5; },
+     "unknown layout 5 (expected 0 = rows or 1 = panels)"},
+    {"panels_on_floats", [](std::string& b) { Entry(b, 1).layout = 1; },
+     "panel layout needs a q8_0 or q4_0 matrix with rows a multiple of 16, found f32 [8]"},
     {"rank", [](std::string& b) { Entry(b, 1).rank = 0; }, "rank 0 not in 1..4"},
     {"name", [](std::string& b) { std::memset(Entry(b, 1).name, 'x', sizeof(TensorEntry::name)); },
      "not NUL-terminated"},

@@ -108,12 +108,32 @@ TEST_P(Kernels, QuantizeQ8IsBitExact) {
   }
 }
 
-std::vector<uint8_t> Quantized(const std::vector<float>& f, int rows, int cols, DType dt) {
+std::vector<uint8_t> Quantized(const std::vector<float>& f, int rows, int cols, DType dt,
+                               format::Layout layout = format::Layout::kRows) {
   const uint64_t shape[2] = {uint64_t(rows), uint64_t(cols)};
   std::vector<uint8_t> w(format::TensorBytes(uint32_t(dt), 2, shape));
-  QuantizeMatrix(f.data(), rows, cols, dt, w.data());
+  QuantizeMatrix(f.data(), rows, cols, dt, w.data(), layout);
   return w;
 }
+
+// n_tokens rows of random activations and their int8 blocks, as the engine makes them.
+struct Activations {
+  Activations(int n_tokens, int cols, uint32_t seed)
+      : n_tokens(n_tokens),
+        cols(cols),
+        x(Random(size_t(n_tokens) * cols, seed)),
+        q(x.size()),
+        d(x.size() / 32) {
+    for (int t = 0; t < n_tokens; ++t)
+      Ref().quantize_q8(&x[size_t(t) * cols], cols, &q[size_t(t) * cols],
+                        &d[size_t(t) * cols / 32]);
+  }
+  MatmulInput Input() const { return {x.data(), q.data(), d.data(), n_tokens, cols}; }
+  int n_tokens, cols;
+  std::vector<float> x;
+  std::vector<int8_t> q;
+  std::vector<float> d;
+};
 
 // Quantized weights: the SIMD table against the reference on the same int8 inputs (they differ
 // only in float summation order), and the reference against the f32 product within the error
@@ -129,13 +149,10 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
           const int nb = cols / 32;
           const auto wf = Random(size_t(rows) * cols, 3 + rows + cols, 0.5f);
           const auto w = Quantized(wf, rows, cols, dt);
-          const auto x = Random(size_t(n_tok) * cols, 11 + cols);
-          std::vector<int8_t> xq(x.size());
-          std::vector<float> xd(size_t(n_tok) * nb);
-          for (int t = 0; t < n_tok; ++t)
-            Ref().quantize_q8(&x[size_t(t) * cols], cols, &xq[size_t(t) * cols],
-                              &xd[size_t(t) * nb]);
-          const MatmulInput in{x.data(), xq.data(), xd.data(), n_tok, cols};
+          const Activations act(n_tok, cols, 11 + cols);
+          const auto& x = act.x;
+          const auto& xd = act.d;
+          const MatmulInput in = act.Input();
           const WeightView wv{w.data(), dt, rows, cols};
           const int r0 = rows > 4 ? 1 : 0, r1 = rows, stride = rows + 1;
           std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
@@ -164,6 +181,60 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
               ASSERT_NEAR(want, exact, qbound * 1.01 + 1e-5)
                   << "quantization error beyond its bound";
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The panel layout (format.h) holds the same numbers as the planar one: the reference gives
+// bit-identical results on both, and every table's panel kernels (decode: 1 token; prefill: more,
+// past a group of 64) match the reference within float summation order. Sub-ranges of rows are
+// multiples of 16, as the engine splits them; wider than 256 blocks exercises the fallbacks.
+TEST_P(Kernels, MatmulQuantizedPanels) {
+  for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
+    for (int cols : {32, 96, 576, 1536, 2560, 8224}) {
+      for (int rows : {16, 48}) {
+        for (int n_tok : {1, 2, 5, 70}) {
+          if (cols > 2560 && n_tok > 2) continue;  // keeps the scalar reference quick
+          const int nb = cols / 32;
+          const auto wf = Random(size_t(rows) * cols, 5 + rows + cols, 0.5f);
+          const auto w_rows = Quantized(wf, rows, cols, dt);
+          const auto w_pan = Quantized(wf, rows, cols, dt, format::Layout::kPanels);
+          ASSERT_EQ(w_rows.size(), w_pan.size());
+          const Activations act(n_tok, cols, 13 + cols);
+          const auto& x = act.x;
+          const MatmulInput in = act.Input();
+          const WeightView rows_v{w_rows.data(), dt, rows, cols};
+          const WeightView pan_v{w_pan.data(), dt, rows, cols, format::Layout::kPanels};
+          const int r0 = rows > 16 ? 16 : 0, r1 = rows, stride = rows + 3;
+          std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y, y_ref_pan = y;
+          k().matmul[WeightTypeIndex(dt)](in, pan_v, r0, r1, y.data(), stride);
+          Ref().matmul[WeightTypeIndex(dt)](in, rows_v, r0, r1, y_ref.data(), stride);
+          Ref().matmul[WeightTypeIndex(dt)](in, pan_v, r0, r1, y_ref_pan.data(), stride);
+          ASSERT_EQ(y_ref, y_ref_pan) << "reference differs between layouts";
+          double mag_max = 0;
+          for (float v : wf) mag_max = std::max(mag_max, double(std::fabs(v)));
+          for (int t = 0; t < n_tok; ++t) {
+            for (int r = 0; r < stride; ++r) {
+              const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
+              if (r < r0 || r >= r1) {
+                ASSERT_EQ(got, kCanary) << "wrote outside [r0, r1): row " << r;
+                continue;
+              }
+              double mag = 0;
+              for (int c = 0; c < cols; ++c) mag += std::fabs(x[size_t(t) * cols + c]) * mag_max;
+              ASSERT_NEAR(got, want, 2.0 * nb * 6e-8 * mag + 1e-5)
+                  << format::DTypeName(uint32_t(dt)) << " rows " << rows << " cols " << cols
+                  << " tokens " << n_tok << " t " << t << " r " << r;
+            }
+          }
+          std::vector<float> a(static_cast<size_t>(cols)), b = a;
+          for (int r : {0, 5, rows - 1}) {
+            k().row_to_f32[WeightTypeIndex(dt)](pan_v, r, a.data());
+            Ref().row_to_f32[WeightTypeIndex(dt)](rows_v, r, b.data());
+            ASSERT_EQ(a, b) << "row " << r;
           }
         }
       }

@@ -43,17 +43,39 @@ enum class DType : uint32_t {
   kF16 = 1,   // IEEE binary16
   kBF16 = 2,  // bfloat16: the top 16 bits of a binary32
   kU8 = 3,    // raw bytes (the tokenizer)
-  // Block-quantized weight matrices (16..31): rank 2, cols a multiple of kBlock, planar layout.
+  // Block-quantized weight matrices (16..31): rank 2, cols a multiple of kBlock, planar layout
+  // (Layout::kRows) or in panels of 16 rows (Layout::kPanels).
   kQ8_0 = 16,  // int8, one f16 scale per block of 32: w = q * d
   kQ4_0 = 17,  // 4-bit, one f16 scale per block of 32: w = (q - 8) * d
 };
 
-// Quantized matrices [rows, cols] are stored planar, so kernels stream two dense arrays:
+// Quantized matrices [rows, cols], layout kRows, are stored planar, as two dense arrays:
 //   quants  rows * cols bytes (q8_0) or rows * cols / 2 bytes (q4_0), row-major;
 //   scales  rows * (cols / 32) f16 values, row-major, immediately after the quants.
 // A q4_0 block of 32 takes 16 bytes: byte j holds element j in its low nibble and element j + 16
 // in its high nibble (ggml's convention, so the two halves unpack with one shift and one mask).
 inline constexpr int kBlock = 32;
+
+// How a tensor's bytes are arranged (TensorEntry::layout).
+enum class Layout : uint32_t {
+  kRows = 0,    // row-major; quantized types planar, as above
+  kPanels = 1,  // quantized matrices only, rows a multiple of kPanelRows: see below
+};
+
+// Panels: the converter stores every q8_0 / q4_0 matrix whose rows are a multiple of 16 this way,
+// so the integer dot-product instructions of every ISA read it as stored. Rows are grouped in
+// panels of 16, one after another; a panel is its nb = cols / 32 blocks in order, and block b is
+//   scales  16 f16: block b of each of the 16 rows;
+//   quants  block b of the 16 rows, interleaved 4 bytes at a time:
+//     q8_0  512 bytes [g][l][i] = element 4g + i (g < 8) of row l (l < 16), as int8;
+//     q4_0  256 bytes [c][l][i]: low nibble element 8c + i, high nibble element 8c + 4 + i
+//           (c < 4), of row l, each q + 8 in [0, 15].
+// So 64 bytes hold 4 consecutive elements of all 16 rows (q4_0: two such groups, one per nibble):
+// one int32 lane per row for x86 vpdpbusd / maddubs, and four rows per 16-byte register for Arm
+// SDOT by lane. A GEMV reads the matrix as one sequential stream (scales inline: a separate scale
+// region read alongside halved the bandwidth hardware prefetchers delivered on Zen 4). A panel
+// takes exactly the bytes of its 16 rows in the planar layout.
+inline constexpr int kPanelRows = 16;
 
 // How RoPE pairs the dimensions of a head. MobileLLM v1 was trained in HF code: kHalf.
 enum class RopeStyle : uint32_t {
@@ -107,7 +129,7 @@ static_assert(sizeof(FileHeader) == kHeaderSize);
 struct TensorEntry {
   char name[48];             // NUL-terminated, unique, [kMaxNameLength] chars at most; checked
   uint32_t dtype;            // DType; checked
-  uint32_t layout;           // 0 = plain row-major; other values reserved for kernel-packed weights
+  uint32_t layout;           // Layout; checked (kPanels: a quantized matrix, rows % 16 == 0)
   uint32_t rank;             // 1..kMaxRank; checked
   uint32_t reserved0;        // zero
   uint64_t shape[kMaxRank];  // dims beyond rank are 0; checked against the config

@@ -20,11 +20,12 @@
 namespace mobilellm {
 
 // A weight matrix as the kernels see it: [rows, cols] of `dtype`, laid out as format.h says
-// (quantized types are planar: all quants, then all f16 block scales).
+// (quantized types: planar, all quants then all f16 block scales, or in panels of 16 rows).
 struct WeightView {
   const void* data;
   DType dtype;
   int rows, cols;
+  format::Layout layout = format::Layout::kRows;
 };
 
 // The input of a matmul: x [n_tokens, cols] in f32 and, when the weights are quantized, the same
@@ -39,7 +40,8 @@ struct MatmulInput {
 
 // y[t * y_stride + r] = sum_k x[t, k] * W[r, k]  for t in [0, n_tokens), r in [r0, r1).
 // Quantized weights use the int8 activations: sum_b dW[r, b] * dx[t, b] * sum_j qW * qx.
-// y must not alias the input. The caller splits [0, rows) across threads.
+// y must not alias the input. The caller splits [0, rows) across threads; with Layout::kPanels,
+// r0 and r1 are multiples of 16.
 using MatmulFn = void (*)(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                           int y_stride);
 

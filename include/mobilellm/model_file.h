@@ -77,13 +77,15 @@ class ModelWriter {
 
   ModelWriter(const ModelConfig& config, std::string producer,
               uint32_t alignment = format::kDefaultAlignment);
-  void Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill);
+  void Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill,
+           format::Layout layout = format::Layout::kRows);
   Status Write(const std::string& path, bool overwrite, const Progress& progress = {}) const;
 
  private:
   struct Pending {
     std::string name;
     DType dtype;
+    format::Layout layout;
     std::vector<int64_t> shape;
     Fill fill;
   };

@@ -16,6 +16,7 @@ using format::DType;
 struct Tensor {
   const void* data = nullptr;
   DType dtype = DType::kF32;
+  format::Layout layout = format::Layout::kRows;  // quantized matrices may be in panels
   int rank = 0;
   int64_t shape[format::kMaxRank] = {0, 0, 0, 0};
 

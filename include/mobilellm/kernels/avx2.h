@@ -382,17 +382,96 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
   }
 }
 
-// Prefill, 16 rows at a time: a panel of 16 rows x 32 blocks is repacked once per group of 64
-// tokens so that each int32 lane belongs to one row (panel[j][g][h] = bytes 4g..4g+3 of block j of
-// rows 8h..8h+7) and 4 activation bytes, broadcast once, serve both halves. q4_0 nibbles are
-// maddubs's unsigned operand as stored (q + 8; the offset, -8 * sum x, seeds the accumulator) and
-// a block's 8 products fit int16 before one madd; q8_0 uses the |x|, sign(w, x) form.
+// Group g (4 elements) of rows 8h..8h+7 of a stored panel block (format.h): q8_0 as stored,
+// q4_0 as the nibble q + 8.
+template <DType kW>
+inline __m256i PanelGroup(const uint8_t* q, int g, int h) {
+  if constexpr (kW == DType::kQ8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * g + 32 * h));
+  } else {
+    const __m256i bytes =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * (g / 2) + 32 * h));
+    return _mm256_and_si256(g % 2 == 0 ? bytes : _mm256_srli_epi16(bytes, 4), _mm256_set1_epi8(15));
+  }
+}
+
+// One block of 16 rows in panel order against its 32 int8 activations xb: the int32 dot products
+// of rows 0-7 (*i0) and 8-15 (*i1). wg(g, h) yields group g of rows 8h..8h+7. 4 activation bytes,
+// broadcast once, serve both halves. q4_0 nibbles are maddubs's unsigned operand as stored (q + 8;
+// the offset, x_start = -8 * sum x, seeds the accumulator) and a block's 8 products fit int16
+// before one madd; q8_0 uses the |x|, sign(w, x) form (x_start unused).
+template <DType kW, typename GroupFn>
+inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, __m256i* i0,
+                          __m256i* i1) {
+  if constexpr (kW == DType::kQ4_0) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (int g = 0; g < 8; ++g) {
+      int32_t x4;
+      std::memcpy(&x4, xb + 4 * g, 4);
+      const __m256i xv = _mm256_set1_epi32(x4);
+      s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(wg(g, 0), xv));
+      s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(wg(g, 1), xv));
+    }
+    const __m256i start = _mm256_set1_epi32(x_start), one16 = _mm256_set1_epi16(1);
+    *i0 = _mm256_add_epi32(start, _mm256_madd_epi16(s0, one16));
+    *i1 = _mm256_add_epi32(start, _mm256_madd_epi16(s1, one16));
+  } else {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+    for (int g = 0; g < 8; ++g) {
+      int32_t x4;
+      std::memcpy(&x4, xb + 4 * g, 4);
+      const __m256i xv = _mm256_set1_epi32(x4), xa = _mm256_sign_epi8(xv, xv);
+      a0 = _mm256_add_epi32(a0, DotBlock(xa, xv, wg(g, 0)));
+      a1 = _mm256_add_epi32(a1, DotBlock(xa, xv, wg(g, 1)));
+    }
+    *i0 = a0;
+    *i1 = a1;
+  }
+}
+
+// Decode from panels (format.h): the weights stream by as stored, one sequential stream, and the
+// float work (convert, scale, FMA) is shared by 8 rows instead of paid per row.
+template <DType kW>
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+  constexpr int kMaxBlocks = 256;
+  const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
+  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
+  alignas(32) int32_t x_start[kMaxBlocks];
+  if constexpr (kW == DType::kQ4_0)
+    for (int b = 0; b < nb; ++b) x_start[b] = -8 * BlockSum(in.q + b * 32);
+  const uint8_t* block = ref::PanelBlock(w, r0, 0);  // one sequential stream: no prefetch needed
+  for (int r = r0; r < r1; r += format::kPanelRows) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    for (int b = 0; b < nb; ++b, block += block_bytes) {
+      const uint8_t* q = block + 2 * format::kPanelRows;
+      __m256i i0, i1;
+      PanelBlockDot<kW>([q](int g, int h) { return PanelGroup<kW>(q, g, h); }, in.q + b * 32,
+                        kW == DType::kQ4_0 ? x_start[b] : 0, &i0, &i1);
+      const __m256 dx = _mm256_set1_ps(in.d[b]);
+      const __m128i* d16 = reinterpret_cast<const __m128i*>(block);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
+                             _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16)), dx), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
+                             _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16 + 1)), dx), acc1);
+    }
+    _mm256_storeu_ps(y + r, acc0);
+    _mm256_storeu_ps(y + r + 8, acc1);
+  }
+}
+
+// Prefill, 16 rows at a time: a panel of 16 rows x 32 blocks is put in panel order (format.h) in
+// L1 once per group of 64 tokens -- gathered from planar rows, or from a file in the panel layout
+// with only the q4_0 nibbles split -- so that each int32 lane belongs to one row
+// (panel[j][g][h] = bytes 4g..4g+3 of block j of rows 8h..8h+7); see PanelBlockDot.
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64,
                 kMaxBlocks = 256;
+  const bool stored = w.layout == format::Layout::kPanels;
   const int cols = w.cols, nb = cols / format::kBlock;
-  const int r_end = r0 + (r1 - r0) / 16 * 16;
+  if (stored && in.n_tokens == 1) return GemvPanels<kW>(in, w, r0, r1, y);
+  if (stored && nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, y_stride);
+  const int r_end = r0 + (r1 - r0) / 16 * 16;  // == r1 for stored panels
   if (in.n_tokens == 1 || r_end == r0 || nb > kMaxBlocks)
     return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
@@ -401,7 +480,6 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   alignas(32) uint32_t panel[kChunk][8][2][8];  // 16 KB
   alignas(32) float row_scale[kChunk][2][8];
   alignas(32) int32_t x_start[kW == DType::kQ4_0 ? kGroup : 1][kMaxBlocks];
-  const __m256i one16 = _mm256_set1_epi16(1);
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
     const int t1 = std::min(in.n_tokens, t0 + kGroup);
     if constexpr (kW == DType::kQ4_0) {
@@ -412,7 +490,19 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
     for (int r = r0; r < r_end; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
-        for (int l = 0; l < 16; ++l) {
+        for (int j = 0; stored && j < n; ++j) {
+          const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
+          for (int g = 0; g < 8; ++g)
+            for (int h = 0; h < 2; ++h)
+              _mm256_store_si256(reinterpret_cast<__m256i*>(panel[j][g][h]),
+                                 PanelGroup<kW>(q, g, h));
+          const uint16_t* d = ref::PanelScales(w, r, b0 + j);
+          for (int h = 0; h < 2; ++h)
+            _mm256_store_ps(
+                row_scale[j][h],
+                _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 8 * h))));
+        }
+        for (int l = 0; !stored && l < 16; ++l) {
           const uint8_t* q = quants + int64_t(r + l) * row_bytes;
           for (int j = 0; j < n; ++j) {
             alignas(32) uint8_t block[32];
@@ -435,33 +525,12 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
           __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
           for (int j = 0; j < n; ++j) {
             const int b = b0 + j;
-            const int8_t* xb = xt + int64_t(b) * 32;
-            const auto w_at = [&](int g, int h) {
-              return _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g][h]));
-            };
             __m256i i0, i1;
-            if constexpr (kW == DType::kQ4_0) {
-              __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-              for (int g = 0; g < 8; ++g) {
-                int32_t x4;
-                std::memcpy(&x4, xb + 4 * g, 4);
-                const __m256i xv = _mm256_set1_epi32(x4);
-                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(w_at(g, 0), xv));
-                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(w_at(g, 1), xv));
-              }
-              const __m256i start = _mm256_set1_epi32(x_start[t - t0][b]);
-              i0 = _mm256_add_epi32(start, _mm256_madd_epi16(s0, one16));
-              i1 = _mm256_add_epi32(start, _mm256_madd_epi16(s1, one16));
-            } else {
-              i0 = i1 = _mm256_setzero_si256();
-              for (int g = 0; g < 8; ++g) {
-                int32_t x4;
-                std::memcpy(&x4, xb + 4 * g, 4);
-                const __m256i xv = _mm256_set1_epi32(x4), xa = _mm256_sign_epi8(xv, xv);
-                i0 = _mm256_add_epi32(i0, DotBlock(xa, xv, w_at(g, 0)));
-                i1 = _mm256_add_epi32(i1, DotBlock(xa, xv, w_at(g, 1)));
-              }
-            }
+            PanelBlockDot<kW>(
+                [&](int g, int h) {
+                  return _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g][h]));
+                },
+                xt + int64_t(b) * 32, kW == DType::kQ4_0 ? x_start[t - t0][b] : 0, &i0, &i1);
             const __m256 dx = _mm256_set1_ps(in.d[int64_t(t) * nb + b]);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
                                    _mm256_mul_ps(_mm256_load_ps(row_scale[j][0]), dx), acc0);

@@ -138,6 +138,60 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
   return true;
 }
 
+// Group g (4 elements) of a stored panel block, 16 rows, as vpdpbusd's unsigned operand: q8_0 as
+// w + 128 (sign bit flipped), q4_0 as the stored nibble q + 8 (format.h).
+template <DType kW>
+inline __m512i PanelGroup(const uint8_t* q, int g) {
+  if constexpr (kW == DType::kQ8_0) {
+    return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8(char(0x80)));
+  } else {
+    const __m512i bytes = _mm512_loadu_si512(q + 64 * (g / 2));
+    return _mm512_and_si512(g % 2 == 0 ? bytes : _mm512_srli_epi16(bytes, 4), _mm512_set1_epi8(15));
+  }
+}
+
+// Decode from panels (format.h): the weights stream by as stored, one sequential stream, and each
+// vpdpbusd multiplies 4 weights of 16 rows by 4 activations broadcast from memory, so a block of
+// 16 rows costs 8 vpdpbusd plus (q8_0) 8 XORs or (q4_0) 8 ANDs and 4 shifts, and then one
+// convert and one FMA with the 16 rows' scales: the float work is shared by 16 rows instead of
+// paid per row. Each block's accumulator starts at -off * sum(x_b), as in GemvQ.
+template <DType kW>
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+  constexpr int kMaxBlocks = 256, kOffset = kW == DType::kQ8_0 ? 128 : 8;
+  const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
+  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
+  alignas(64) int32_t x_start[kMaxBlocks];
+  for (int b = 0; b < nb; ++b) x_start[b] = -kOffset * avx2::BlockSum(in.q + b * 32);
+  // No software prefetch: the stream is sequential, and Zen 4's prefetchers keep up with it
+  // (measured: prefetching 1-4 KB ahead cost 10-20%).
+  const uint8_t* block = ref::PanelBlock(w, r0, 0);
+  for (int r = r0; r < r1; r += format::kPanelRows) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    for (int b = 0; b < nb; ++b, block += block_bytes) {
+      const uint8_t* q = block + 2 * format::kPanelRows;
+      const int8_t* xb = in.q + b * 32;
+      __m512i a0 = _mm512_set1_epi32(x_start[b]), a1 = _mm512_setzero_si512();
+      for (int g = 0; g < 8; g += 2) {
+        int32_t x0, x1;
+        std::memcpy(&x0, xb + 4 * g, 4);
+        std::memcpy(&x1, xb + 4 * g + 4, 4);
+        a0 = _mm512_dpbusd_epi32(a0, PanelGroup<kW>(q, g), _mm512_set1_epi32(x0));
+        a1 = _mm512_dpbusd_epi32(a1, PanelGroup<kW>(q, g + 1), _mm512_set1_epi32(x1));
+      }
+      const __m512 sc = _mm512_mul_ps(
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))),
+          _mm512_set1_ps(in.d[b]));
+      const __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1));
+      if (b % 2 == 0) {
+        acc0 = _mm512_fmadd_ps(v, sc, acc0);
+      } else {
+        acc1 = _mm512_fmadd_ps(v, sc, acc1);
+      }
+    }
+    _mm512_storeu_ps(y + r, _mm512_add_ps(acc0, acc1));
+  }
+}
+
 // Prefill rows left over by the 16-row panels below: tiles of 4 rows. A chunk of the tile's blocks
 // is unpacked once into an L1 buffer as unsigned bytes (see UnsignedTwoBlocks) and then serves
 // every token of a group of 16, so q4_0 nibbles are unpacked once per 16 tokens rather than once
@@ -205,16 +259,20 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
 // of all 16 rows. One vpdpbusd then multiplies 4 bytes of 16 rows by the same 4 activation bytes
 // (broadcast), and a block's 16 row results come out in one register, ready for the 16 row scales
 // in one FMA: about 12 instructions per 512 multiply-adds, against 5 per 64 in 4-row tiles.
-// This is llama.cpp's repacking idea done on the fly in L1, so the file stays as written.
+// Planar files are repacked on the fly in L1; files in the panel layout (format.h) are already in
+// this order and need only the unsigned offset (q8_0) or the nibbles split (q4_0).
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  const bool stored = w.layout == format::Layout::kPanels;
+  if (in.n_tokens == 1 && stored) return GemvPanels<kW>(in, w, r0, r1, y);
   if (in.n_tokens == 1 && GemvQ<kW>(in, w, r0, r1, y)) return;
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64, kTile = 4,
                 kMaxBlocks = 256;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int cols = w.cols, nb = cols / format::kBlock;
-  const int r_end = r0 + (r1 - r0) / 16 * 16;
-  if (r_end == r0 || nb % 2 != 0 || nb > kMaxBlocks)
+  const int r_end = r0 + (r1 - r0) / 16 * 16;  // == r1 for stored panels
+  if (stored && nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, y_stride);
+  if (!stored && (r_end == r0 || nb % 2 != 0 || nb > kMaxBlocks))
     return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
@@ -230,7 +288,14 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
     for (int r = r0; r < r_end; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
-        for (int l = 0; l < 16; ++l) {
+        for (int j = 0; stored && j < n; ++j) {  // stored panels: only the unsigned offset
+          const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
+          for (int g = 0; g < 8; ++g) _mm512_store_si512(panel[j][g], PanelGroup<kW>(q, g));
+          _mm512_store_ps(row_scale[j],
+                          _mm512_cvtph_ps(_mm256_loadu_si256(
+                              reinterpret_cast<const __m256i*>(ref::PanelScales(w, r, b0 + j)))));
+        }
+        for (int l = 0; !stored && l < 16; ++l) {  // planar rows: gathered into the panel
           const uint8_t* q = quants + int64_t(r + l) * row_bytes;
           for (int j = 0; j < n; j += 2) {
             alignas(64) uint8_t two[64];

@@ -220,10 +220,104 @@ inline float32x4_t Tile2x2(const uint8_t* q0, const uint8_t* q1, const int8_t* x
 }
 #endif
 
+// ---- panels (format.h): 4 weights of 16 rows per 64 bytes, four rows per register
+// ----------------
+
+// acc[i] += row i of w (4 int8) . lane kLane of x (4 int8). With dotprod: SDOT by element.
+// Without: widening multiplies against the lane repeated, then two pairwise adds (no int16
+// overflow: a pair sum is at most 2 * 127 * 127 < 32768).
+template <int kLane>
+inline int32x4_t Dot4Lane(int32x4_t acc, int8x16_t w, int8x16_t x) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return vdotq_laneq_s32(acc, w, x, kLane);
+#else
+  const int8x16_t xl = vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(x), kLane));
+  return vpadalq_s16(acc,
+                     vpaddq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(xl)), vmull_high_s8(w, xl)));
+#endif
+}
+
+// Group kG (elements 4kG..4kG+3) of 4 rows against the same elements of x = {x0, x1}.
+template <int kG>
+inline int32x4_t GroupDot(int32x4_t acc, int8x16_t w, int8x16_t x0, int8x16_t x1) {
+  return Dot4Lane<kG % 4>(acc, w, kG < 4 ? x0 : x1);
+}
+
+// Rows 4k..4k+3 of a stored panel block q against the block's activations x0, x1, added to acc.
+// q4_0 nibbles go in as stored (q + 8, non-negative, so valid int8); the caller starts acc at
+// -8 * sum(x) for the offset.
+template <DType kW>
+inline int32x4_t PanelRowsDot(int32x4_t acc, const uint8_t* q, int k, int8x16_t x0, int8x16_t x1) {
+  const auto ld = [&](int off) { return vld1q_u8(q + off + 16 * k); };
+  if constexpr (kW == DType::kQ8_0) {
+    acc = GroupDot<0>(acc, vreinterpretq_s8_u8(ld(0)), x0, x1);
+    acc = GroupDot<1>(acc, vreinterpretq_s8_u8(ld(64)), x0, x1);
+    acc = GroupDot<2>(acc, vreinterpretq_s8_u8(ld(128)), x0, x1);
+    acc = GroupDot<3>(acc, vreinterpretq_s8_u8(ld(192)), x0, x1);
+    acc = GroupDot<4>(acc, vreinterpretq_s8_u8(ld(256)), x0, x1);
+    acc = GroupDot<5>(acc, vreinterpretq_s8_u8(ld(320)), x0, x1);
+    acc = GroupDot<6>(acc, vreinterpretq_s8_u8(ld(384)), x0, x1);
+    acc = GroupDot<7>(acc, vreinterpretq_s8_u8(ld(448)), x0, x1);
+  } else {
+    const uint8x16_t m = vdupq_n_u8(15);
+    const uint8x16_t c0 = ld(0), c1 = ld(64), c2 = ld(128), c3 = ld(192);
+    acc = GroupDot<0>(acc, vreinterpretq_s8_u8(vandq_u8(c0, m)), x0, x1);
+    acc = GroupDot<1>(acc, vreinterpretq_s8_u8(vshrq_n_u8(c0, 4)), x0, x1);
+    acc = GroupDot<2>(acc, vreinterpretq_s8_u8(vandq_u8(c1, m)), x0, x1);
+    acc = GroupDot<3>(acc, vreinterpretq_s8_u8(vshrq_n_u8(c1, 4)), x0, x1);
+    acc = GroupDot<4>(acc, vreinterpretq_s8_u8(vandq_u8(c2, m)), x0, x1);
+    acc = GroupDot<5>(acc, vreinterpretq_s8_u8(vshrq_n_u8(c2, 4)), x0, x1);
+    acc = GroupDot<6>(acc, vreinterpretq_s8_u8(vandq_u8(c3, m)), x0, x1);
+    acc = GroupDot<7>(acc, vreinterpretq_s8_u8(vshrq_n_u8(c3, 4)), x0, x1);
+  }
+  return acc;
+}
+
+// Decode and prefill from panels. Per panel, a chunk of 32 blocks (16 KB at q8_0) stays in L1
+// while every token passes over it; per token and block, 32 lane dot products fill the 16 rows'
+// int32 sums, then one convert and FMA per 4 rows with the stored row scales times dx.
+template <DType kW>
+void MatmulPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                  int y_stride) {
+  constexpr int kChunk = 32;
+  const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
+  for (int r = r0; r < r1; r += format::kPanelRows) {
+    const uint8_t* blocks = ref::PanelBlock(w, r, 0);
+    for (int b0 = 0; b0 < nb; b0 += kChunk) {
+      const int b1 = nb - b0 < kChunk ? nb : b0 + kChunk;
+      for (int t = 0; t < in.n_tokens; ++t) {
+        const int8_t* xt = in.q + int64_t(t) * w.cols;
+        const float* xd = in.d + int64_t(t) * nb;
+        float* out = y + int64_t(t) * y_stride + r;
+        float32x4_t acc[4];
+        for (int k = 0; k < 4; ++k) acc[k] = b0 == 0 ? vdupq_n_f32(0.0f) : vld1q_f32(out + 4 * k);
+        for (int b = b0; b < b1; ++b) {
+          const uint8_t* block = blocks + int64_t(b) * block_bytes;
+          const uint8_t* q = block + 2 * format::kPanelRows;
+          const uint16_t* dw = reinterpret_cast<const uint16_t*>(block);
+          const int8x16_t x0 = vld1q_s8(xt + b * 32), x1 = vld1q_s8(xt + b * 32 + 16);
+          int32x4_t start = vdupq_n_s32(0);
+          if constexpr (kW == DType::kQ4_0)
+            start = vdupq_n_s32(-8 * (vaddlvq_s8(x0) + vaddlvq_s8(x1)));
+          const float32x4_t dx = vdupq_n_f32(xd[b]);
+          for (int k = 0; k < 4; ++k) {
+            const int32x4_t i = PanelRowsDot<kW>(start, q, k, x0, x1);
+            const float32x4_t sc =
+                vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dw + 4 * k))), dx);
+            acc[k] = vfmaq_f32(acc[k], vcvtq_f32_s32(i), sc);
+          }
+        }
+        for (int k = 0; k < 4; ++k) vst1q_f32(out + 4 * k, acc[k]);
+      }
+    }
+  }
+}
+
 // Prefill. With i8mm: 2 x 2 SMMLA tiles. Otherwise: each row's scales once, then the row
 // against every token (the row stays in L1 while the tokens stream past it).
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  if (w.layout == format::Layout::kPanels) return MatmulPanels<kW>(in, w, r0, r1, y, y_stride);
   const int nb = w.cols / format::kBlock;
   if (in.n_tokens == 1 && nb <= kMaxBlocks) return GemvQ<kW>(in.q, in.d, w, r0, r1, y);
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;

@@ -26,21 +26,50 @@ inline float WeightAt(const void* w, int64_t i) {
   return 0.0f;
 }
 
-// Quantized matrices (format.h): the f16 block scales follow the quants.
+// Quantized matrices (format.h), planar layout: the f16 block scales follow the quants.
 inline const uint16_t* Scales(const WeightView& w) {
   const int64_t n = int64_t(w.rows) * w.cols;
   return reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(w.data) +
                                            (w.dtype == DType::kQ8_0 ? n : n / 2));
 }
 
+// Panel layout (format.h): block b of the panel holding row r is its 16 f16 scales, then its
+// quants.
+inline int PanelBlockBytes(const WeightView& w) {
+  return w.dtype == DType::kQ8_0 ? 544 : 288;
+}
+inline const uint8_t* PanelBlock(const WeightView& w, int r, int b) {
+  const int64_t nb = w.cols / format::kBlock, block = PanelBlockBytes(w);
+  return static_cast<const uint8_t*>(w.data) + (r / format::kPanelRows * nb + b) * block;
+}
+inline const uint16_t* PanelScales(const WeightView& w, int r, int b) {
+  return reinterpret_cast<const uint16_t*>(PanelBlock(w, r, b));
+}
+inline const uint8_t* PanelQuants(const WeightView& w, int r, int b) {
+  return PanelBlock(w, r, b) + 2 * format::kPanelRows;
+}
+
+// The f16 scale of block b of row r.
+inline uint16_t ScaleAt(const WeightView& w, int r, int b) {
+  if (w.layout == format::Layout::kPanels) return PanelScales(w, r, b)[r % format::kPanelRows];
+  return Scales(w)[int64_t(r) * (w.cols / format::kBlock) + b];
+}
+
 // The integer quant of element k of row r: q8_0 as stored, q4_0 unpacked to [-8, 7].
 template <DType kW>
 inline int QuantAt(const WeightView& w, int r, int k) {
+  const int j = k % format::kBlock;
+  if (w.layout == format::Layout::kPanels) {
+    const uint8_t* q = PanelQuants(w, r, k / format::kBlock);
+    const int l = r % format::kPanelRows, g = j / 4, i = j % 4;
+    if constexpr (kW == DType::kQ8_0) return int8_t(q[(g * 16 + l) * 4 + i]);
+    const uint8_t byte = q[((g / 2) * 16 + l) * 4 + i];
+    return (g % 2 == 0 ? byte & 15 : byte >> 4) - 8;
+  }
   if constexpr (kW == DType::kQ8_0) {
     return static_cast<const int8_t*>(w.data)[int64_t(r) * w.cols + k];
   } else {
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + int64_t(r) * w.cols / 2;
-    const int j = k % format::kBlock;
     const uint8_t byte = row[k / format::kBlock * 16 + (j & 15)];
     return (j < 16 ? byte & 15 : byte >> 4) - 8;
   }
@@ -60,8 +89,7 @@ void Matmul(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y
             const int k = b * format::kBlock + j;
             isum += int32_t(in.q[int64_t(t) * in.cols + k]) * QuantAt<kW>(w, r, k);
           }
-          sum +=
-              float(isum) * (F16ToF32(Scales(w)[int64_t(r) * nb + b]) * in.d[int64_t(t) * nb + b]);
+          sum += float(isum) * (F16ToF32(ScaleAt(w, r, b)) * in.d[int64_t(t) * nb + b]);
         }
       } else {
         for (int k = 0; k < w.cols; ++k)
@@ -76,9 +104,7 @@ template <DType kW>
 void RowToF32(const WeightView& w, int row, float* dst) {
   for (int k = 0; k < w.cols; ++k) {
     if constexpr (format::IsQuantized(uint32_t(kW))) {
-      const float d =
-          F16ToF32(Scales(w)[int64_t(row) * (w.cols / format::kBlock) + k / format::kBlock]);
-      dst[k] = float(QuantAt<kW>(w, row, k)) * d;
+      dst[k] = float(QuantAt<kW>(w, row, k)) * F16ToF32(ScaleAt(w, row, k / format::kBlock));
     } else {
       dst[k] = WeightAt<kW>(w.data, int64_t(row) * w.cols + k);
     }
