@@ -666,16 +666,43 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
                 float scale, float* scores, float* out) {
   __m256 qv[kH], acc[kH];
   for (int i = 0; i < kH; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
-  float max = -INFINITY;
-  for (int p = 0; p < n_keys; ++p) {
+  // q . key for one position, as 8 partial sums.
+  const auto partial = [&](int p) {
     const int64_t k = int64_t(p) * stride;
     __m256 a = _mm256_mul_ps(qv[0], Load8<kKV>(keys, k));
     for (int i = 1; i < kH; ++i) a = _mm256_fmadd_ps(qv[i], Load8<kKV>(keys, k + 8 * i), a);
-    scores[p] = HSum(a) * scale;
+    return a;
+  };
+  // Four positions at a time, their partial sums reduced together (two hadds and one add for
+  // four scores, rather than a horizontal sum each).
+  const __m128 scale4 = _mm_set1_ps(scale);
+  __m128 max4 = _mm_set1_ps(-INFINITY);
+  int p = 0;
+  for (; p + 4 <= n_keys; p += 4) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(partial(p), partial(p + 1)),
+                                    _mm256_hadd_ps(partial(p + 2), partial(p + 3)));
+    const __m128 s4 =
+        _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), scale4);
+    _mm_storeu_ps(scores + p, s4);
+    max4 = _mm_max_ps(max4, s4);
+  }
+  max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+  float max = _mm_cvtss_f32(_mm_max_ss(max4, _mm_movehdup_ps(max4)));
+  for (; p < n_keys; ++p) {
+    scores[p] = HSum(partial(p)) * scale;
     max = scores[p] > max ? scores[p] : max;
   }
-  float sum = 0.0f;
-  for (int p = 0; p < n_keys; ++p) sum += scores[p] = std::exp(scores[p] - max);
+  // exp(s - max), 8 at a time with the polynomial Exp (the softmax op's).
+  __m256 sum8 = _mm256_setzero_ps();
+  const __m256 max8 = _mm256_set1_ps(max);
+  p = 0;
+  for (; p + 8 <= n_keys; p += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(scores + p), max8));
+    _mm256_storeu_ps(scores + p, e);
+    sum8 = _mm256_add_ps(sum8, e);
+  }
+  float sum = HSum(sum8);
+  for (; p < n_keys; ++p) sum += scores[p] = std::exp(scores[p] - max);
   for (int i = 0; i < kH; ++i) acc[i] = _mm256_setzero_ps();
   for (int p = 0; p < n_keys; ++p) {
     const int64_t v = int64_t(p) * stride;
