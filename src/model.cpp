@@ -156,15 +156,30 @@ struct Session::Impl {
   uint8_t* ValueAt(int layer, int p) {
     return &value_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim() * kv_elem];
   }
-  // n rows of kv_dim floats into the cache at `dst`, in the cache's type.
-  void StoreKv(const float* src, int n, uint8_t* dst) {
-    const size_t count = size_t(n) * model->config().kv_dim();
+  // One row of kv_dim floats into the cache at `dst`, in the cache's type.
+  void StoreKv(const float* src, uint8_t* dst) {
+    const int count = model->config().kv_dim();
     if (opt.kv_type == DType::kF32) {
-      std::memcpy(dst, src, count * 4);
+      std::memcpy(dst, src, size_t(count) * 4);
     } else {
       uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < count; ++i) h[i] = F32ToF16(src[i]);
+      for (int i = 0; i < count; ++i) h[i] = F32ToF16(src[i]);
     }
+  }
+
+  // fn(t) for every token t < n: split across the threads when there are several tokens (prefill),
+  // inline for one (decode), where a parallel region would cost more than the work.
+  template <typename Fn>
+  void PerToken(int n, const Fn& fn) {
+    if (n == 1 || pool->size() == 1) {
+      for (int t = 0; t < n; ++t) fn(t);
+      return;
+    }
+    pool->Run([&](int thread) {
+      int t0, t1;
+      ThreadPool::Split(n, pool->size(), thread, 1, &t0, &t1);
+      for (int t = t0; t < t1; ++t) fn(t);
+    });
   }
 
   struct MatmulJob {
@@ -270,9 +285,10 @@ void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs,
   MatmulInput in{first.x, nullptr, nullptr, n_tokens, cols};
   for (const MatmulJob& j : jobs) {
     if (format::IsQuantized(uint32_t(j.w->dtype))) {
-      for (int t = 0; t < n_tokens; ++t)
+      PerToken(n_tokens, [&](int t) {
         k->quantize_q8(first.x + size_t(t) * cols, cols, &xq[size_t(t) * cols],
                        &xd[size_t(t) * cols / format::kBlock]);
+      });
       in.q = xq.data(), in.d = xd.data();
       break;
     }
@@ -331,36 +347,42 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
     for (int r = 0; r < c.n_repeat; ++r) {
       const int layer = b * c.n_repeat + r;  // weights shared across repeats; KV cache is not
 
-      // Attention: x += o(attn(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
-      for (int t = 0; t < n; ++t)
+      // Attention: x += o(attn(rope(q(norm(x))), rope(k(norm(x))), v(norm(x)))). The per-token
+      // steps between matmuls run split across threads in prefill (PerToken), each token's row
+      // in one pass while it is in L1: residual add and the next norm; RoPE and the cache write.
+      PerToken(n, [&](int t) {
+        if (layer > 0) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
         k->rmsnorm(&x[size_t(t) * dim], blk.attn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
+      });
       Matmuls(n, {{xb.data(), &blk.attn_q, q.data(), c.q_dim()},
                   {xb.data(), &blk.attn_k, kb.data(), c.kv_dim()},
                   {xb.data(), &blk.attn_v, vb.data(), c.kv_dim()}});
-      for (int t = 0; t < n; ++t) {
+      PerToken(n, [&](int t) {
         const float* cos = &rope_cos[size_t(pos0 + t) * half];
         const float* sin = &rope_sin[size_t(pos0 + t) * half];
+        float* kt = &kb[size_t(t) * c.kv_dim()];
         k->rope(&q[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
-        k->rope(&kb[size_t(t) * c.kv_dim()], c.n_kv_heads, c.head_dim, cos, sin,
-                uint32_t(c.rope_style));
-      }
-      StoreKv(kb.data(), n, KeyAt(layer, pos0));
-      StoreKv(vb.data(), n, ValueAt(layer, pos0));
+        k->rope(kt, c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+        StoreKv(kt, KeyAt(layer, pos0 + t));
+        StoreKv(&vb[size_t(t) * c.kv_dim()], ValueAt(layer, pos0 + t));
+      });
       Attention(layer, n, pos0);
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});
-      for (int t = 0; t < n; ++t) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
 
       // SwiGLU FFN: x += down(silu(gate(norm(x))) * up(norm(x)))
-      for (int t = 0; t < n; ++t)
+      PerToken(n, [&](int t) {
+        k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
         k->rmsnorm(&x[size_t(t) * dim], blk.ffn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
+      });
       Matmuls(n,
               {{xb.data(), &blk.ffn_gate, hb.data(), c.ffn_dim},
                {xb.data(), &blk.ffn_up, hb2.data(), c.ffn_dim}},
               /*silu_gate=*/true);
       Matmuls(n, {{hb.data(), &blk.ffn_down, xb2.data(), dim}});
-      for (int t = 0; t < n; ++t) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
     }
   }
+  // The last layer's FFN output, added where the next layer's norm would have added it.
+  PerToken(n, [&](int t) { k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim); });
 
   // Final norm and logits: every token's with logits_all, else only the last one's.
   const int first = opt.logits_all ? 0 : n - 1;
