@@ -54,9 +54,9 @@ def main():
     ours = {}
     for d in dtypes:
         path = os.path.join(a.work, "125m-%s.mlm" % d)
-        if not os.path.exists(path):
-            subprocess.run([os.path.join(a.build, "mobilellm-convert"), "--random", "125m", "--dtype", d, "--tokenizer", tok,
-                            "-o", path, "-q"], check=True)
+        # Always rewritten (seconds): a file from an older converter may hold an older layout.
+        subprocess.run([os.path.join(a.build, "mobilellm-convert"), "--random", "125m", "--dtype", d, "--tokenizer", tok,
+                        "-o", path, "-q", "--force"], check=True)
         ours[d] = path
 
     rows = []

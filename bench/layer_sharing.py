@@ -68,9 +68,9 @@ def main():
     for dtype in dtypes if not a.replot else []:
         for preset, _, _ in MODELS:
             path = os.path.join(a.work, "%s-%s.mlm" % (preset, dtype))
-            if not os.path.exists(path):
-                subprocess.run([os.path.join(a.build, "mobilellm-convert"), "--random", preset, "--dtype", dtype,
-                                "--tokenizer", tok, "-o", path, "-q"], check=True)
+            # Always rewritten (seconds): a file from an older converter may hold an older layout.
+            subprocess.run([os.path.join(a.build, "mobilellm-convert"), "--random", preset, "--dtype", dtype,
+                            "--tokenizer", tok, "-o", path, "-q", "--force"], check=True)
             files.append(path)
     if a.replot:
         rows = [json.loads(l) for l in open(os.path.join(HERE, "layer-sharing.json"))]
