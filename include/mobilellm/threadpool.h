@@ -32,6 +32,19 @@ class ThreadPool {
         const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
+  // Calls fn(i, thread) for every i in [0, n), each i once, on whichever thread is free next (an
+  // atomic counter), so a thread slowed by the OS, a noisy neighbour or a little core takes fewer
+  // items instead of holding the others at the end. Same rules as Run.
+  template <class F>
+  void ForEach(int n, F&& fn) {
+    std::atomic<int> next{0};
+    Run([&](int thread) {
+      for (int i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+           i = next.fetch_add(1, std::memory_order_relaxed))
+        fn(i, thread);
+    });
+  }
+
   // [begin, end) of part `i` of `parts` when splitting n items in chunks of `align`.
   static void Split(int n, int parts, int i, int align, int* begin, int* end);
 
