@@ -106,28 +106,28 @@ void BM_Elementwise(benchmark::State& state, const KernelTable* k, const std::st
       benchmark::Counter(4.0 * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
-// One 125M query head (head_dim 64) against n_keys cached positions of a 3-KV-head cache, f32
-// or f16.
+// One 125M GQA group (3 query heads of head_dim 64 sharing a KV head) against n_keys cached
+// positions of a 3-KV-head cache, f32 or f16.
 void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys, bool f16) {
   if (!Supported(state, *k)) return;
-  const int hd = 64, stride = 3 * hd;
-  auto q = Random(hd, 3), keys = Random(size_t(n_keys) * stride, 4),
+  const int hd = 64, stride = 3 * hd, n_q = 3;
+  auto q = Random(size_t(n_q) * hd, 3), keys = Random(size_t(n_keys) * stride, 4),
        values = Random(size_t(n_keys) * stride, 5);
   std::vector<uint16_t> keys16(keys.size()), values16(values.size());
   for (size_t i = 0; i < keys.size(); ++i)
     keys16[i] = F32ToF16(keys[i]), values16[i] = F32ToF16(values[i]);
   const void* kp = f16 ? static_cast<const void*>(keys16.data()) : keys.data();
   const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
-  std::vector<float> scores(n_keys), out(hd);
+  std::vector<float> scores(size_t(n_q) * n_keys), out(size_t(n_q) * hd);
   for (auto _ : state) {
-    k->attend[f16](q.data(), kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data());
+    k->attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
   state.counters["GB/s"] = benchmark::Counter(
       2.0 * (f16 ? 2 : 4) * hd * n_keys * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(4.0 * hd * n_keys * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * n_q * hd * n_keys * state.iterations() / 1e9,
+                                                 benchmark::Counter::kIsRate);
 }
 
 struct Shape {

@@ -131,10 +131,13 @@ struct Session::Impl {
   // KV cache: one slot per logical layer, f16 or f32 (opt.kv_type). Left uninitialised: only
   // rows < pos are ever read, so pages are touched as the context fills and creating a session
   // costs nothing up front.
-  std::unique_ptr<uint8_t[]> key_cache;    // [n_layers, n_ctx, kv_dim]
-  std::unique_ptr<uint8_t[]> value_cache;  // [n_layers, n_ctx, kv_dim]
-  size_t kv_elem = 2;                      // bytes per cache element
-  std::vector<float> rope_cos, rope_sin;   // [n_ctx, head_dim / 2]
+  // [n_layers, n_kv_heads, n_ctx, head_dim]: each head's positions contiguous, so attention
+  // reads one sequential stream per head. In decode the cache comes from DRAM (the weights have
+  // streamed through since the last step), and rows of interleaved heads were read at a stride.
+  std::unique_ptr<uint8_t[]> key_cache;
+  std::unique_ptr<uint8_t[]> value_cache;
+  size_t kv_elem = 2;                     // bytes per cache element
+  std::vector<float> rope_cos, rope_sin;  // [n_ctx, head_dim / 2]
 
   // Activations for up to n_batch tokens: allocated once, reused for every call.
   std::vector<float> x;       // [n_batch, dim] residual stream
@@ -145,20 +148,24 @@ struct Session::Impl {
   std::vector<float> hb;      // [n_batch, ffn_dim] gate, then silu(gate) * up
   std::vector<float> hb2;     // [n_batch, ffn_dim] up
   std::vector<float> kb, vb;  // [n_batch, kv_dim] new keys and values, before the cache
-  std::vector<float> scores;  // [n_threads, n_ctx]
+  std::vector<float> scores;  // [n_threads, n_heads / n_kv_heads, n_ctx]
   std::vector<int8_t> xq;     // [n_batch, max(dim, q_dim, ffn_dim)] int8 blocks of a matmul input
   std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
 
-  uint8_t* KeyAt(int layer, int p) {
-    return &key_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim() * kv_elem];
+  size_t CacheOffset(int layer, int kv_head, int p) const {
+    const ModelConfig& c = model->config();
+    return ((size_t(layer) * c.n_kv_heads + kv_head) * opt.n_ctx + p) * c.head_dim * kv_elem;
   }
-  uint8_t* ValueAt(int layer, int p) {
-    return &value_cache[(size_t(layer) * opt.n_ctx + p) * model->config().kv_dim() * kv_elem];
+  uint8_t* KeyAt(int layer, int kv_head, int p) {
+    return &key_cache[CacheOffset(layer, kv_head, p)];
   }
-  // One row of kv_dim floats into the cache at `dst`, in the cache's type.
+  uint8_t* ValueAt(int layer, int kv_head, int p) {
+    return &value_cache[CacheOffset(layer, kv_head, p)];
+  }
+  // One head's head_dim floats into the cache at `dst`, in the cache's type.
   void StoreKv(const float* src, uint8_t* dst) {
-    const int count = model->config().kv_dim();
+    const int count = model->config().head_dim;
     if (opt.kv_type == DType::kF32) {
       std::memcpy(dst, src, size_t(count) * 4);
     } else {
@@ -261,7 +268,7 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
     m.q.resize(b * c.q_dim()), m.att.resize(b * c.q_dim());
     m.hb.resize(b * c.ffn_dim), m.hb2.resize(b * c.ffn_dim);
     m.kb.resize(b * c.kv_dim()), m.vb.resize(b * c.kv_dim());
-    m.scores.resize(size_t(o.n_threads) * o.n_ctx);
+    m.scores.resize(size_t(o.n_threads) * (c.n_heads / c.n_kv_heads) * o.n_ctx);
     const size_t widest = size_t(std::max({c.dim, c.q_dim(), c.ffn_dim}));
     m.xq.resize(b * widest);
     m.xd.resize(b * widest / format::kBlock + 1);
@@ -330,15 +337,24 @@ void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs,
 // logical layer `layer`. Query head h reads key/value head h / (n_heads / n_kv_heads).
 void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
   const ModelConfig& c = model->config();
-  const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads, kv_dim = c.kv_dim();
+  const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  pool->ForEach(n_tokens * c.n_heads, [&](int i, int thread) {
-    const int t = i / c.n_heads, h = i % c.n_heads, kvh = h / group, n_keys = pos0 + t + 1;
-    const float* qh = &q[size_t(t) * c.q_dim() + h * hd];
-    k->attend[opt.kv_type == DType::kF16](qh, KeyAt(layer, 0) + kvh * hd * kv_elem,
-                                          ValueAt(layer, 0) + kvh * hd * kv_elem, n_keys, kv_dim,
-                                          hd, scale, &scores[size_t(thread) * opt.n_ctx],
-                                          &att[size_t(t) * c.q_dim() + h * hd]);
+  // An item is a token's query heads that share a KV head (so the kernel reads each cached row
+  // once for all of them), cut into smaller runs of heads when that leaves too few items to keep
+  // every thread busy (decode on several threads).
+  int run = group;
+  while (run > 1 && pool->size() > 1 &&
+         n_tokens * c.n_kv_heads * ((group + run - 1) / run) < 3 * pool->size())
+    run = (run + 1) / 2;
+  const int runs = (group + run - 1) / run;
+  pool->ForEach(n_tokens * c.n_kv_heads * runs, [&](int i, int thread) {
+    const int t = i / (c.n_kv_heads * runs), kvh = i / runs % c.n_kv_heads,
+              h0 = kvh * group + i % runs * run;
+    const int n_q = std::min(run, (kvh + 1) * group - h0), n_keys = pos0 + t + 1;
+    k->attend[opt.kv_type == DType::kF16](&q[size_t(t) * c.q_dim() + h0 * hd], n_q,
+                                          KeyAt(layer, kvh, 0), ValueAt(layer, kvh, 0), n_keys, hd,
+                                          hd, scale, &scores[size_t(thread) * group * opt.n_ctx],
+                                          &att[size_t(t) * c.q_dim() + h0 * hd]);
   });
 }
 
@@ -373,8 +389,10 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
         float* kt = &kb[size_t(t) * c.kv_dim()];
         k->rope(&q[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
         k->rope(kt, c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
-        StoreKv(kt, KeyAt(layer, pos0 + t));
-        StoreKv(&vb[size_t(t) * c.kv_dim()], ValueAt(layer, pos0 + t));
+        for (int h = 0; h < c.n_kv_heads; ++h) {
+          StoreKv(kt + h * c.head_dim, KeyAt(layer, h, pos0 + t));
+          StoreKv(&vb[size_t(t) * c.kv_dim() + h * c.head_dim], ValueAt(layer, h, pos0 + t));
+        }
       });
       Attention(layer, n, pos0);
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});

@@ -342,32 +342,33 @@ TEST_P(Kernels, Rope) {
   }
 }
 
-// One query head against a strided cache (f32 and f16): scores, softmax and the weighted sum of
-// values.
+// n_q query heads sharing one key/value head (GQA groups of MobileLLM: 3, 4, 5) against a strided
+// cache (f32 and f16): scores, softmax and the weighted sum of values, per head.
 TEST_P(Kernels, Attend) {
   for (int f16 : {0, 1})
-    for (int hd : {16, 24, 32, 64, 128}) {
-      for (int n_keys : {1, 2, 7, 100}) {
-        const int stride = 3 * hd + 5;
-        const auto q = Random(size_t(hd), hd + n_keys);
-        const auto keys = Random(size_t(n_keys) * stride, 7 + hd, 2.0f);
-        const auto values = Random(size_t(n_keys) * stride, 9 + hd);
-        const auto keys16 = Encode(keys, DType::kF16), values16 = Encode(values, DType::kF16);
-        const void* kp = f16 ? static_cast<const void*>(keys16.data()) : keys.data();
-        const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
-        std::vector<float> scores(size_t(n_keys) + 1, kCanary), want_scores = scores;
-        std::vector<float> got(size_t(hd) + 1, kCanary), want = got;
-        const float scale = 1.0f / std::sqrt(float(hd));
-        k().attend[f16](q.data(), kp, vp, n_keys, stride, hd, scale, scores.data(), got.data());
-        Ref().attend[f16](q.data(), kp, vp, n_keys, stride, hd, scale, want_scores.data(),
-                          want.data());
-        for (int i = 0; i < hd; ++i)
-          ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i])))
-              << "hd " << hd << " keys " << n_keys << " i " << i;
-        EXPECT_EQ(got[hd], kCanary);
-        EXPECT_EQ(scores[n_keys], kCanary);
-      }
-    }
+    for (int hd : {16, 24, 32, 64, 128})
+      for (int n_q : {1, 3, 5})
+        for (int n_keys : {1, 2, 7, 100}) {
+          const int stride = 3 * hd + 5;
+          const auto q = Random(size_t(n_q) * hd, hd + n_keys + n_q);
+          const auto keys = Random(size_t(n_keys) * stride, 7 + hd, 2.0f);
+          const auto values = Random(size_t(n_keys) * stride, 9 + hd);
+          const auto keys16 = Encode(keys, DType::kF16), values16 = Encode(values, DType::kF16);
+          const void* kp = f16 ? static_cast<const void*>(keys16.data()) : keys.data();
+          const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
+          std::vector<float> scores(size_t(n_q) * n_keys + 1, kCanary), want_scores = scores;
+          std::vector<float> got(size_t(n_q) * hd + 1, kCanary), want = got;
+          const float scale = 1.0f / std::sqrt(float(hd));
+          k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(),
+                          got.data());
+          Ref().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, want_scores.data(),
+                            want.data());
+          for (int i = 0; i < n_q * hd; ++i)
+            ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i])))
+                << "hd " << hd << " heads " << n_q << " keys " << n_keys << " i " << i;
+          EXPECT_EQ(got[size_t(n_q) * hd], kCanary);
+          EXPECT_EQ(scores[size_t(n_q) * n_keys], kCanary);
+        }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(AllKernelTables()),

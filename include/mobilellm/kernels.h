@@ -44,6 +44,8 @@ struct MatmulInput {
 // r0 and r1 are multiples of 16.
 using MatmulFn = void (*)(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                           int y_stride);
+using AttendFn = void (*)(const float* q, int n_q, const void* keys, const void* values, int n_keys,
+                          int stride, int hd, float scale, float* scores, float* out);
 
 // Weight types a kernel table serves, in table order.
 inline constexpr int kNumWeightTypes = 5;
@@ -88,12 +90,12 @@ struct KernelTable {
   float (*dot)(const float* x, const float* y, int n);
   // y += a * x
   void (*axpy)(float a, const float* x, float* y, int n);
-  // One query head against n_keys cached positions (rows of hd values, `stride` values apart):
-  // scores[p] = scale * q . key_p, softmax over p, out = sum_p scores[p] * value_p.
-  // scores holds n_keys floats of scratch; out must not alias the inputs.
-  // Indexed by the cache type: [0] f32 keys/values, [1] f16 (uint16_t) keys/values.
-  void (*attend[2])(const float* q, const void* keys, const void* values, int n_keys, int stride,
-                    int hd, float scale, float* scores, float* out);
+  // n_q query heads that share one key/value head (grouped-query attention) against n_keys
+  // cached positions (rows of hd values, `stride` values apart). For each head h (q and out hold
+  // the n_q heads back to back, hd values each): scores[p] = scale * q_h . key_p, softmax over p,
+  // out_h = sum_p scores[p] * value_p. scores holds n_q * n_keys floats of scratch; out must not
+  // alias the inputs. Indexed by the cache type: [0] f32 keys/values, [1] f16 (uint16_t).
+  AttendFn attend[2];
   // Rotates n_heads heads of head_dim in place; cos/sin hold head_dim/2 values for this position.
   // style: format::RopeStyle.
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin,

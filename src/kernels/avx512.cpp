@@ -1,5 +1,6 @@
-// The "avx512vnni" kernel table: AVX-512 VNNI integer dot products for quantized weights, the AVX2
-// bodies for everything else. The only translation unit built with AVX-512 flags.
+// The "avx512vnni" kernel table: AVX-512 VNNI integer dot products for quantized weights, zmm
+// grouped-query attention, the AVX2 bodies for everything else. The only translation unit built
+// with AVX-512 flags.
 #include "mobilellm/kernels/avx512.h"
 
 namespace mobilellm {
@@ -9,6 +10,7 @@ extern const KernelTable kAvx512VnniKernels = avx2::MakeTable(
     [](const CpuFeatures& f) {
       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
     },
-    avx512::MatmulQ<DType::kQ8_0>, avx512::MatmulQ<DType::kQ4_0>);
+    avx512::MatmulQ<DType::kQ8_0>, avx512::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>,
+    avx512::Attend<DType::kF16>);
 
 }  // namespace mobilellm

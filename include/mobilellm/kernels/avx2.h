@@ -713,18 +713,26 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   for (int i = 0; i < kH; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
+// The heads of a group one by one (each reads the keys and values again, from cache).
 template <DType kKV>
-void Attend(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-            float scale, float* scores, float* out) {
-  switch (hd) {
-    case 32:
-      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
-    case 64:
-      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
-    case 128:
-      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
-    default:
-      return ref::Attend<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
+void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
+            int hd, float scale, float* scores, float* out) {
+  for (int h = 0; h < n_q; ++h) {
+    const float* qh = q + h * hd;
+    float *sh = scores + h * n_keys, *oh = out + h * hd;
+    switch (hd) {
+      case 32:
+        AttendHead<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      case 64:
+        AttendHead<8, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      case 128:
+        AttendHead<16, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      default:
+        ref::AttendOne<kKV>(qh, keys, values, n_keys, stride, hd, scale, sh, oh);
+    }
   }
 }
 
@@ -747,11 +755,13 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
 }
 
 // The table, built in each TU from that TU's copies of the functions above. The AVX-512 table is
-// this one with its own quantized matmuls (q8, q4).
+// this one with its own quantized matmuls (q8, q4) and attention.
 constexpr KernelTable MakeTable(const char* name, const char* requires,
                                 bool (*supported)(const CpuFeatures&),
                                 MatmulFn q8 = MatmulQ<DType::kQ8_0>,
-                                MatmulFn q4 = MatmulQ<DType::kQ4_0>) {
+                                MatmulFn q4 = MatmulQ<DType::kQ4_0>,
+                                AttendFn attend_f32 = Attend<DType::kF32>,
+                                AttendFn attend_f16 = Attend<DType::kF16>) {
   return {name,
           requires,
           supported,
@@ -765,7 +775,7 @@ constexpr KernelTable MakeTable(const char* name, const char* requires,
           Add,
           Dot,
           Axpy,
-          {Attend<DType::kF32>, Attend<DType::kF16>},
+          {attend_f32, attend_f16},
           Rope};
 }
 

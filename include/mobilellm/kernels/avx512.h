@@ -342,5 +342,143 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   if (r_end < r1) MatmulQ4Rows<kW>(in, w, r_end, r1, y, y_stride);
 }
 
+// ---- attention -----------------------------------------------------------------------------
+
+// 16 cached values at p + i as f32.
+template <DType kKV>
+inline __m512 Load16(const void* p, int64_t i) {
+  if constexpr (kKV == DType::kF16) {
+    return _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  }
+}
+
+// kQ query heads of 64 values that share a key/value head: each cached key and value is loaded
+// (and converted from f16) once for all kQ heads, four zmm a row, where the per-head kernel reads
+// and converts it kQ times in eight ymm. Scores of four positions reduce together per head.
+template <int kQ, DType kKV>
+void AttendGroup64(const float* q, const void* keys, const void* values, int n_keys, int stride,
+                   float scale, float* scores, float* out) {
+  __m512 qv[kQ][4];
+  for (int h = 0; h < kQ; ++h)
+    for (int i = 0; i < 4; ++i) qv[h][i] = _mm512_loadu_ps(q + 64 * h + 16 * i);
+  // The kQ heads' q . key_p, each as 8 partial sums (the zmm product folded to a ymm).
+  // The cache comes from DRAM (the weights have streamed through since the last step): fetch the
+  // keys kAhead rows ahead and each value row as its key row is read, so the value pass hits cache.
+  constexpr int kAhead = 16, kElem = kKV == DType::kF16 ? 2 : 4;
+  const auto prefetch_row = [&](const void* base, int p) {
+    const char* row = static_cast<const char*>(base) + int64_t(p) * stride * kElem;
+    for (int o = 0; o < 64 * kElem; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
+  };
+  const auto partials = [&](int p, __m256* part) {
+    const int64_t k = int64_t(p) * stride;
+    if (p + kAhead < n_keys) prefetch_row(keys, p + kAhead);
+    prefetch_row(values, p);
+    const __m512 k0 = Load16<kKV>(keys, k), k1 = Load16<kKV>(keys, k + 16),
+                 k2 = Load16<kKV>(keys, k + 32), k3 = Load16<kKV>(keys, k + 48);
+    for (int h = 0; h < kQ; ++h) {
+      __m512 a = _mm512_mul_ps(qv[h][0], k0);
+      a = _mm512_fmadd_ps(qv[h][1], k1, a);
+      a = _mm512_fmadd_ps(qv[h][2], k2, a);
+      a = _mm512_fmadd_ps(qv[h][3], k3, a);
+      part[h] = _mm256_add_ps(_mm512_castps512_ps256(a),
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    }
+  };
+  const __m128 scale4 = _mm_set1_ps(scale);
+  __m128 max4[kQ];
+  for (int h = 0; h < kQ; ++h) max4[h] = _mm_set1_ps(-INFINITY);
+  int p = 0;
+  for (; p + 4 <= n_keys; p += 4) {
+    __m256 part[4][kQ];
+    for (int j = 0; j < 4; ++j) partials(p + j, part[j]);
+    for (int h = 0; h < kQ; ++h) {
+      const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(part[0][h], part[1][h]),
+                                      _mm256_hadd_ps(part[2][h], part[3][h]));
+      const __m128 s4 =
+          _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1)), scale4);
+      _mm_storeu_ps(scores + h * n_keys + p, s4);
+      max4[h] = _mm_max_ps(max4[h], s4);
+    }
+  }
+  float max[kQ];
+  for (int h = 0; h < kQ; ++h) {
+    const __m128 m = _mm_max_ps(max4[h], _mm_movehl_ps(max4[h], max4[h]));
+    max[h] = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  }
+  for (; p < n_keys; ++p) {
+    __m256 part[kQ];
+    partials(p, part);
+    for (int h = 0; h < kQ; ++h) {
+      const float s = avx2::HSum(part[h]) * scale;
+      scores[h * n_keys + p] = s;
+      max[h] = s > max[h] ? s : max[h];
+    }
+  }
+  // Softmax numerators and sums per head, then one pass over the values for all heads.
+  float inv[kQ];
+  for (int h = 0; h < kQ; ++h) {
+    float* sh = scores + h * n_keys;
+    const __m256 m8 = _mm256_set1_ps(max[h]);
+    __m256 sum8 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n_keys; i += 8) {
+      const __m256 e = avx2::Exp(_mm256_sub_ps(_mm256_loadu_ps(sh + i), m8));
+      _mm256_storeu_ps(sh + i, e);
+      sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = avx2::HSum(sum8);
+    for (; i < n_keys; ++i) sum += sh[i] = std::exp(sh[i] - max[h]);
+    inv[h] = 1.0f / sum;
+  }
+  __m512 acc[kQ][4];
+  for (int h = 0; h < kQ; ++h)
+    for (int i = 0; i < 4; ++i) acc[h][i] = _mm512_setzero_ps();
+  for (p = 0; p < n_keys; ++p) {
+    const int64_t v = int64_t(p) * stride;
+    const __m512 v0 = Load16<kKV>(values, v), v1 = Load16<kKV>(values, v + 16),
+                 v2 = Load16<kKV>(values, v + 32), v3 = Load16<kKV>(values, v + 48);
+    for (int h = 0; h < kQ; ++h) {
+      const __m512 w = _mm512_set1_ps(scores[h * n_keys + p]);
+      acc[h][0] = _mm512_fmadd_ps(w, v0, acc[h][0]);
+      acc[h][1] = _mm512_fmadd_ps(w, v1, acc[h][1]);
+      acc[h][2] = _mm512_fmadd_ps(w, v2, acc[h][2]);
+      acc[h][3] = _mm512_fmadd_ps(w, v3, acc[h][3]);
+    }
+  }
+  for (int h = 0; h < kQ; ++h)
+    for (int i = 0; i < 4; ++i)
+      _mm512_storeu_ps(out + 64 * h + 16 * i, _mm512_mul_ps(acc[h][i], _mm512_set1_ps(inv[h])));
+}
+
+// Head dim 64 (every MobileLLM v1 size) in groups of up to 4 heads; other sizes per head (AVX2).
+template <DType kKV>
+void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
+            int hd, float scale, float* scores, float* out) {
+  if (hd != 64)
+    return avx2::Attend<kKV>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
+  for (int h = 0; h < n_q;) {
+    const int n = std::min(4, n_q - h);
+    const float* qh = q + 64 * h;
+    float *sh = scores + int64_t(h) * n_keys, *oh = out + 64 * h;
+    switch (n) {
+      case 4:
+        AttendGroup64<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      case 3:
+        AttendGroup64<3, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      case 2:
+        AttendGroup64<2, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        break;
+      default:
+        AttendGroup64<1, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+    }
+    h += n;
+  }
+}
+
 }  // namespace
 }  // namespace mobilellm::avx512

@@ -166,8 +166,8 @@ inline void Axpy(float a, const float* x, float* y, int n) {
 // softmax(scale * q K^T) V for one query head, as PyTorch's scaled_dot_product_attention; the
 // cache holds f32 or f16 (kKV).
 template <DType kKV>
-void Attend(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-            float scale, float* scores, float* out) {
+void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
+               float scale, float* scores, float* out) {
   for (int p = 0; p < n_keys; ++p) {
     float sum = 0.0f;
     for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, int64_t(p) * stride + i);
@@ -178,6 +178,15 @@ void Attend(const float* q, const void* keys, const void* values, int n_keys, in
   for (int p = 0; p < n_keys; ++p)
     for (int i = 0; i < hd; ++i)
       out[i] += scores[p] * WeightAt<kKV>(values, int64_t(p) * stride + i);
+}
+
+// The n_q heads of a group one after another.
+template <DType kKV>
+void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
+            int hd, float scale, float* scores, float* out) {
+  for (int h = 0; h < n_q; ++h)
+    AttendOne<kKV>(q + h * hd, keys, values, n_keys, stride, hd, scale, scores + h * n_keys,
+                   out + h * hd);
 }
 
 // HF: out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[h:], x[:h]), h = head_dim / 2.
