@@ -169,8 +169,7 @@ struct Session::Impl {
     if (opt.kv_type == DType::kF32) {
       std::memcpy(dst, src, size_t(count) * 4);
     } else {
-      uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-      for (int i = 0; i < count; ++i) h[i] = F32ToF16(src[i]);
+      k->to_f16(src, count, reinterpret_cast<uint16_t*>(dst));
     }
   }
 

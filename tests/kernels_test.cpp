@@ -342,6 +342,22 @@ TEST_P(Kernels, Rope) {
   }
 }
 
+// The f16 cache write rounds exactly as F32ToF16: normal values, ties, the subnormal range,
+// overflow to infinity, signed zeros, infinities.
+TEST_P(Kernels, ToF16IsExact) {
+  std::vector<float> x = Random(1000, 17, 3.0f);
+  for (float v : {0.0f, -0.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 3e-6f, -5.96e-8f, 1e-9f,
+                  1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, INFINITY, -INFINITY})
+    x.push_back(v);
+  for (int i = 0; i < 300; ++i) x.push_back(std::ldexp(float(i + 1) / 301, -14 - i % 12));
+  for (int n : {1, 7, 8, 9, int(x.size())}) {
+    std::vector<uint16_t> got(size_t(n) + 1, 0xBEEF), want = got;
+    k().to_f16(x.data(), n, got.data());
+    Ref().to_f16(x.data(), n, want.data());
+    ASSERT_EQ(got, want) << n;
+  }
+}
+
 // n_q query heads sharing one key/value head (GQA groups of MobileLLM: 3, 4, 5) against a strided
 // cache (f32 and f16): scores, softmax and the weighted sum of values, per head.
 TEST_P(Kernels, Attend) {

@@ -100,6 +100,8 @@ struct KernelTable {
   // style: format::RopeStyle.
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
                uint32_t style);
+  // out[i] = x[i] as IEEE binary16, rounded to nearest even (F32ToF16): the f16 KV-cache write.
+  void (*to_f16)(const float* x, int n, uint16_t* out);
 };
 
 // Every table compiled into this binary, reference first.

@@ -21,6 +21,7 @@ extern const KernelTable kRefKernels = {
     ref::Axpy,
     {ref::Attend<DType::kF32>, ref::Attend<DType::kF16>},
     ref::Rope,
+    ref::ToF16,
 };
 
 }  // namespace mobilellm

@@ -754,6 +754,15 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
   }
 }
 
+// F16C's conversion rounds to nearest even like F32ToF16 (NaN payloads aside).
+inline void ToF16(const float* x, int n, uint16_t* out) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
 // The table, built in each TU from that TU's copies of the functions above. The AVX-512 table is
 // this one with its own quantized matmuls (q8, q4) and attention.
 constexpr KernelTable MakeTable(const char* name, const char* requires,
@@ -776,7 +785,8 @@ constexpr KernelTable MakeTable(const char* name, const char* requires,
           Dot,
           Axpy,
           {attend_f32, attend_f16},
-          Rope};
+          Rope,
+          ToF16};
 }
 
 }  // namespace

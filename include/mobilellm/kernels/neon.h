@@ -546,6 +546,14 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
   }
 }
 
+// FCVTN rounds by FPCR, nearest even by default, like F32ToF16 (NaN payloads aside).
+inline void ToF16(const float* x, int n, uint16_t* out) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    vst1_u16(out + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+  for (; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
 // The table, built in each TU from that TU's copies of the functions above.
 constexpr KernelTable MakeTable(const char* name, const char* requires,
                                 bool (*supported)(const CpuFeatures&)) {
@@ -564,7 +572,8 @@ constexpr KernelTable MakeTable(const char* name, const char* requires,
           Dot,
           Axpy,
           {Attend<DType::kF32>, Attend<DType::kF16>},
-          Rope};
+          Rope,
+          ToF16};
 }
 
 }  // namespace

@@ -205,5 +205,9 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
   }
 }
 
+inline void ToF16(const float* x, int n, uint16_t* out) {
+  for (int i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
 }  // namespace
 }  // namespace mobilellm::ref
