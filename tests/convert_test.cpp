@@ -180,6 +180,34 @@ TEST(Convert, RandomPresetHasTheExactShape) {
   EXPECT_NE(info.out.find("blocks 30 x repeat 2 = 60 layers"), std::string::npos) << info.out;
 }
 
+// --layout: panels by default, planar rows on request; the same numbers either way, so the
+// reference kernels generate the same text from both files.
+TEST(Convert, LayoutFlagChoosesPanelsOrRows) {
+  TempDir dir;
+  const std::string hf = Hf("gqa2-untied-st-f32");
+  for (const char* layout : {"panels", "rows"}) {
+    const auto r = RunCommand(testing::Convert() + " " + hf + " --dtype q8_0 -q --layout " +
+                              layout + " -o " + dir / (std::string(layout) + ".mlm"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto info_p = RunCommand(testing::Mobilellm() + " info " + dir / "panels.mlm");
+  const auto info_r = RunCommand(testing::Mobilellm() + " info " + dir / "rows.mlm");
+  EXPECT_NE(info_p.out.find("q8_0 in panels: "), std::string::npos) << info_p.out;
+  EXPECT_EQ(info_r.out.find("in panels"), std::string::npos) << info_r.out;
+  EXPECT_NE(info_r.out.find("q8_0: "), std::string::npos) << info_r.out;
+  const std::string gen = " generate -p 'the cat' -n 12 --temp 0 -m ";
+  const auto gen_p =
+      RunCommand("MOBILELLM_ISA=ref " + testing::Mobilellm() + gen + dir / "panels.mlm");
+  const auto gen_r =
+      RunCommand("MOBILELLM_ISA=ref " + testing::Mobilellm() + gen + dir / "rows.mlm");
+  ASSERT_EQ(gen_p.exit_code, 0) << gen_p.err;
+  EXPECT_FALSE(gen_p.out.empty());
+  EXPECT_EQ(gen_p.out, gen_r.out);
+  EXPECT_EQ(
+      RunCommand(testing::Convert() + " " + hf + " --layout tiles -o " + dir / "x.mlm").exit_code,
+      2);
+}
+
 // The unpickler alone: a GLOBAL outside the allow-list is refused before REDUCE could call it.
 TEST(Unpickler, RefusesForeignGlobals) {
   const std::string evil =

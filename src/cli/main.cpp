@@ -89,7 +89,8 @@ int RunInfo(const InfoArgs& a) {
   const ModelConfig& c = f.config();
   std::map<std::string, std::pair<int, uint64_t>> by_dtype;
   for (const auto* e : f.entries()) {
-    auto& d = by_dtype[format::DTypeName(e->dtype)];
+    const bool panels = e->layout == uint32_t(format::Layout::kPanels);
+    auto& d = by_dtype[std::string(format::DTypeName(e->dtype)) + (panels ? " in panels" : "")];
     d.first++, d.second += e->nbytes;
   }
   const auto* tok = f.Find(format::kTokenizerTensor);
