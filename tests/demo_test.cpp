@@ -1,5 +1,8 @@
 // The bundled demo model (models/): the C++ engine reproduces what PyTorch computed when the
 // model was trained (tools/demo/train.py wrote models/demo-golden.json from the same fp16 weights).
+#include <cmath>
+#include <fstream>
+
 #include "test_util.h"
 
 namespace mobilellm {
@@ -58,6 +61,40 @@ TEST_F(Demo, HeldOutPerplexityWithinOnePercentOfPyTorch) {
   std::printf("[demo] held-out perplexity: engine %.4f, PyTorch %.4f (%+.4f%%)\n", ours, torch,
               100 * (ours / torch - 1));
   EXPECT_NEAR(ours / torch, 1.0, 0.01);
+}
+
+// The quality bounds of quantization, on a trained model: the shipped f16 weights re-encoded by
+// the converter as q8_0 and q4_0 (panels), perplexity on the first 20,000 characters of the
+// held-out text against the f16 model's: q8_0 within 1%, q4_0 within 10%.
+TEST_F(Demo, QuantizedPerplexityWithinBounds) {
+  if (testing::Emulated()) GTEST_SKIP() << "three perplexity runs take minutes under an emulator";
+  testing::TempDir dir;
+  const std::string text = testing::ReadAll(Models() + "/demo-heldout.txt").substr(0, 20000);
+  { std::ofstream(dir / "text.txt") << text; }
+  const auto ppl = [&](const std::string& model) {
+    const auto r = RunCommand(testing::Mobilellm() + " perplexity -m " + model + " -f " +
+                              dir / "text.txt" + " -c 256 --json");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? LastLine(r.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double f16 = ppl(Models() + "/demo-austen.mlm");
+  for (const auto& [dtype, bound] :
+       {std::pair<const char*, double>{"q8_0", 0.01}, {"q4_0", 0.10}}) {
+    const std::string out = dir / (std::string(dtype) + ".mlm");
+    const auto c = RunCommand(testing::Convert() + " " + Models() + "/demo-austen.mlm -q --dtype " +
+                              dtype + " -o " + out);
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    const double q = ppl(out);
+    std::printf("[demo] perplexity on 20k held-out chars: f16 %.4f, %s %.4f (%+.2f%%)\n", f16,
+                dtype, q, 100 * (q / f16 - 1));
+    EXPECT_LT(std::fabs(q / f16 - 1), bound) << dtype;
+  }
+  // A quantized source is refused: quantizing twice would compound the rounding.
+  const auto again = RunCommand(testing::Convert() + " " + dir / "q8_0.mlm -q --dtype q4_0 -o " +
+                                dir / "twice.mlm");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("is already q8_0"), std::string::npos) << again.err;
+  EXPECT_FALSE(testing::FileExists(dir / "twice.mlm"));
 }
 
 TEST_F(Demo, GenerateWithoutModelUsesTheBundledDemo) {

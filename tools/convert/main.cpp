@@ -111,6 +111,50 @@ struct Args {
   bool force = false, quiet = false;
 };
 
+// Not an HF checkpoint but an .mlm of float weights (the shipped f16 demo model, a converted f32
+// file): every tensor is read back as f32 and stored again at --dtype / --layout. Quantized sources
+// are refused: quantizing twice compounds the rounding.
+int Reencode(const Args& a, DType dtype, const std::string& producer) {
+  auto file_r = ModelFile::Open(a.input);
+  if (!file_r.ok()) return Fail(file_r.status().message());
+  const ModelFile& f = **file_r;
+  ModelWriter w(f.config(), producer + " (re-encoded from " + f.header().producer + ")");
+  for (const TensorSpec& spec : ExpectedTensors(f.config())) {
+    const format::TensorEntry& e = *f.Find(spec.name);  // Open checked presence and shapes
+    if (format::IsQuantized(e.dtype))
+      return Fail(a.input + ": tensor '" + spec.name + "' is already " +
+                  format::DTypeName(e.dtype) +
+                  " (re-encode from a float .mlm or convert the HF checkpoint)");
+    const DType dt = StorageType(spec, dtype);
+    const format::Layout lt = StorageLayout(spec, dt, a.layout == "panels");
+    w.Add(
+        spec.name, dt, spec.shape,
+        [&f, &e, shape = spec.shape, dt, lt](uint8_t* dst) {
+          const Tensor t = f.View(e);
+          std::vector<float> v(size_t(t.numel()));
+          const auto* h = static_cast<const uint16_t*>(t.data);
+          for (size_t i = 0; i < v.size(); ++i)
+            v[i] = t.dtype == DType::kF32   ? t.f32()[i]
+                   : t.dtype == DType::kF16 ? F16ToF32(h[i])
+                                            : BF16ToF32(h[i]);
+          StoreAs(v.data(), shape, dt, lt, dst);
+          return Status();
+        },
+        lt);
+  }
+  const std::string_view tok = f.Bytes(*f.Find(format::kTokenizerTensor));
+  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [tok](uint8_t* dst) {
+    std::memcpy(dst, tok.data(), tok.size());
+    return Status();
+  });
+  if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
+    return Fail(s.message());
+  if (!a.quiet)
+    std::fprintf(stderr, "wrote %s: %s re-encoded as %s\n", a.output.c_str(), a.input.c_str(),
+                 a.dtype.c_str());
+  return 0;
+}
+
 int Run(const Args& a) {
   DType dtype = DType::kF16;
   for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
@@ -158,6 +202,9 @@ int Run(const Args& a) {
                    a.preset.c_str(), a.dtype.c_str(), config->StoredParams() / 1e6);
     return 0;
   }
+
+  if (a.input.size() > 4 && a.input.compare(a.input.size() - 4, 4, ".mlm") == 0)
+    return Reencode(a, dtype, producer);
 
   auto ckpt_r = Checkpoint::Open(a.input);
   if (!ckpt_r.ok()) return Fail(ckpt_r.status().message());
@@ -222,8 +269,9 @@ int main(int argc, char** argv) {
       "exact\n"
       "MobileLLM shape for benchmarks."};
   Args a;
-  auto* in = app.add_option("checkpoint_dir", a.input, "HF checkpoint directory")
-                 ->check(CLI::ExistingDirectory);
+  auto* in = app.add_option("checkpoint_dir", a.input,
+                            "HF checkpoint directory, or an .mlm of float weights to re-encode")
+                 ->check(CLI::ExistingPath);
   app.add_option("-o,--output", a.output, "Output .mlm file")->required();
   app.add_option("--dtype", a.dtype,
                  "Weight type of the matrices (norms stay f32; q4_0 keeps the embedding at q8_0)")
