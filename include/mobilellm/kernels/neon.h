@@ -4,6 +4,8 @@
 //   neon_dotprod  (armv8.2-a+dotprod):       vdotq_s32, 16 multiply-adds per instruction;
 //   neon_i8mm     (armv8.2-a+dotprod+i8mm):  vmmlaq_s32 for prefill (2 tokens x 2 rows per
 //                                            instruction), vdotq_s32 for decode.
+// That is for planar rows. Matrices in 16-row panels (what the converter writes) go through
+// MatmulPanels in every table: SDOT by element (vdotq_laneq_s32), or its vmull_s8 emulation.
 // Each function has its twin in ref.h; tests hold them together. Layouts as in kernels.h/format.h.
 #pragma once
 
