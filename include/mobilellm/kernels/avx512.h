@@ -344,6 +344,15 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
 
 // ---- attention -----------------------------------------------------------------------------
 
+// GCC 12's AVX-512 headers implement cvtph_ps, castps512_ps256 and extractf64x4 with a
+// self-initialised "undefined" register, which -Wuninitialized flags once these are inlined into
+// the lambdas below at -O2 with sanitizers. A false positive in the system header; silenced here
+// only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 // 16 cached values at p + i as f32.
 template <DType kKV>
 inline __m512 Load16(const void* p, int64_t i) {
@@ -479,6 +488,10 @@ void Attend(const float* q, int n_q, const void* keys, const void* values, int n
     h += n;
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace
 }  // namespace mobilellm::avx512
