@@ -152,7 +152,7 @@ inline __m512i PanelGroup(const uint8_t* q, int g) {
 
 // Decode from panels (format.h): the weights stream by as stored, one sequential stream, and each
 // vpdpbusd multiplies 4 weights of 16 rows by 4 activations broadcast from memory, so a block of
-// 16 rows costs 8 vpdpbusd plus (q8_0) 8 XORs or (q4_0) 8 ANDs and 4 shifts, and then one
+// 16 rows costs 8 vpdpbusd plus (q8_0) 8 XORs or (q4_0) 8 ANDs and one shift, and then one
 // convert and one FMA with the 16 rows' scales: the float work is shared by 16 rows instead of
 // paid per row. Each block's accumulator starts at -off * sum(x_b), as in GemvQ.
 template <DType kW>
@@ -175,9 +175,20 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
         int32_t x0, x1;
         std::memcpy(&x0, xb + 4 * g, 4);
         std::memcpy(&x1, xb + 4 * g + 4, 4);
-        a0 = _mm512_dpbusd_epi32(a0, PanelGroup<kW>(q, g), _mm512_set1_epi32(x0));
-        a1 = _mm512_dpbusd_epi32(a1, PanelGroup<kW>(q, g + 1), _mm512_set1_epi32(x1));
+        if constexpr (kW == DType::kQ4_0) {
+          // Groups g and g + 1 share 64 bytes (low and high nibbles). The high nibbles go in
+          // unshifted, as 16 * q: vpdpbusd does not saturate, and one shift per block undoes it.
+          const __m512i bytes = _mm512_loadu_si512(q + 32 * g);
+          a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(bytes, _mm512_set1_epi8(0x0F)),
+                                   _mm512_set1_epi32(x0));
+          a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(bytes, _mm512_set1_epi8(char(0xF0))),
+                                   _mm512_set1_epi32(x1));
+        } else {
+          a0 = _mm512_dpbusd_epi32(a0, PanelGroup<kW>(q, g), _mm512_set1_epi32(x0));
+          a1 = _mm512_dpbusd_epi32(a1, PanelGroup<kW>(q, g + 1), _mm512_set1_epi32(x1));
+        }
       }
+      if constexpr (kW == DType::kQ4_0) a1 = _mm512_srai_epi32(a1, 4);  // exact: all 16 * q * x
       const __m512 sc = _mm512_mul_ps(
           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))),
           _mm512_set1_ps(in.d[b]));
