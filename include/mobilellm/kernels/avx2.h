@@ -713,27 +713,27 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   for (int i = 0; i < kH; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
+// One head, in registers for the head sizes MobileLLM uses; the reference otherwise.
+template <DType kKV>
+void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
+               float scale, float* scores, float* out) {
+  switch (hd) {
+    case 32:
+      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+    case 64:
+      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+    case 128:
+      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+    default:
+      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
+  }
+}
+
 // The heads of a group one by one (each reads the keys and values again, from cache).
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
             int hd, float scale, float* scores, float* out) {
-  for (int h = 0; h < n_q; ++h) {
-    const float* qh = q + h * hd;
-    float *sh = scores + h * n_keys, *oh = out + h * hd;
-    switch (hd) {
-      case 32:
-        AttendHead<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
-        break;
-      case 64:
-        AttendHead<8, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
-        break;
-      case 128:
-        AttendHead<16, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
-        break;
-      default:
-        ref::AttendOne<kKV>(qh, keys, values, n_keys, stride, hd, scale, sh, oh);
-    }
-  }
+  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
 }
 
 inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,

@@ -180,13 +180,20 @@ void AttendOne(const float* q, const void* keys, const void* values, int n_keys,
       out[i] += scores[p] * WeightAt<kKV>(values, int64_t(p) * stride + i);
 }
 
-// The n_q heads of a group one after another.
+// The attend op for a table whose kernel takes one head at a time (kOne has AttendOne's
+// signature): the n_q heads of the group one after another, each reading the keys and values.
+template <void (*kOne)(const float*, const void*, const void*, int, int, int, float, float*,
+                       float*)>
+void AttendHeads(const float* q, int n_q, const void* keys, const void* values, int n_keys,
+                 int stride, int hd, float scale, float* scores, float* out) {
+  for (int h = 0; h < n_q; ++h)
+    kOne(q + h * hd, keys, values, n_keys, stride, hd, scale, scores + h * n_keys, out + h * hd);
+}
+
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
             int hd, float scale, float* scores, float* out) {
-  for (int h = 0; h < n_q; ++h)
-    AttendOne<kKV>(q + h * hd, keys, values, n_keys, stride, hd, scale, scores + h * n_keys,
-                   out + h * hd);
+  AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
 }
 
 // HF: out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[h:], x[:h]), h = head_dim / 2.
