@@ -201,9 +201,10 @@ struct Session::Impl {
   void QuantizeRow(const float* x, int t, int cols) {
     k->quantize_q8(x, cols, &xq[size_t(t) * cols], &xd[size_t(t) * cols / format::kBlock]);
   }
-  static bool AnyQuantized(std::initializer_list<const Tensor*> ws) {
-    for (const Tensor* w : ws)
-      if (format::IsQuantized(uint32_t(w->dtype))) return true;
+  // Whether a matmul region reads its input as int8 blocks: any of its weights quantized.
+  static bool AnyQuantized(std::initializer_list<MatmulJob> jobs) {
+    for (const MatmulJob& j : jobs)
+      if (format::IsQuantized(uint32_t(j.w->dtype))) return true;
     return false;
   }
   void Attention(int layer, int n_tokens, int pos0);
@@ -291,9 +292,9 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   return s;
 }
 
-// Runs several independent matmuls in one parallel region: each thread takes the same share of
-// every job's rows. With silu_gate, jobs are (gate, up) and each thread finishes its rows with
-// gate = silu(gate) * up, so the FFN's hidden layer costs one region, not three.
+// Runs several independent matmuls in one parallel region, in units of rows (below). With
+// silu_gate, jobs are (gate, up) and each unit finishes its rows with gate = silu(gate) * up, so
+// the FFN's hidden layer costs one region, not three.
 void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs, bool silu_gate,
                             bool quantized_input) {
   // All jobs of a region read the same input; integer kernels read it as int8 blocks, made once
@@ -301,9 +302,7 @@ void Session::Impl::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs,
   const MatmulJob& first = *jobs.begin();
   const int cols = int(first.w->cols());
   MatmulInput in{first.x, nullptr, nullptr, n_tokens, cols};
-  bool any_quantized = false;
-  for (const MatmulJob& j : jobs) any_quantized |= format::IsQuantized(uint32_t(j.w->dtype));
-  if (any_quantized) {
+  if (AnyQuantized(jobs)) {
     if (!quantized_input)
       PerToken(n_tokens, [&](int t) { QuantizeRow(first.x + size_t(t) * cols, t, cols); });
     in.q = xq.data(), in.d = xd.data();
@@ -386,17 +385,17 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
       // steps between matmuls run split across threads in prefill (PerToken), each token's row
       // in one pass while it is in L1: residual add, the next norm and its int8 blocks; RoPE and
       // the cache write.
-      const bool q_attn = AnyQuantized({&blk.attn_q, &blk.attn_k, &blk.attn_v});
+      const std::initializer_list<MatmulJob> qkv = {
+          {xb.data(), &blk.attn_q, q.data(), c.q_dim()},
+          {xb.data(), &blk.attn_k, kb.data(), c.kv_dim()},
+          {xb.data(), &blk.attn_v, vb.data(), c.kv_dim()}};
+      const bool q_attn = AnyQuantized(qkv);
       PerToken(n, [&](int t) {
         if (layer > 0) k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
         k->rmsnorm(&x[size_t(t) * dim], blk.attn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
         if (q_attn) QuantizeRow(&xb[size_t(t) * dim], t, dim);
       });
-      Matmuls(n,
-              {{xb.data(), &blk.attn_q, q.data(), c.q_dim()},
-               {xb.data(), &blk.attn_k, kb.data(), c.kv_dim()},
-               {xb.data(), &blk.attn_v, vb.data(), c.kv_dim()}},
-              false, q_attn);
+      Matmuls(n, qkv, false, q_attn);
       PerToken(n, [&](int t) {
         const float* cos = &rope_cos[size_t(pos0 + t) * half];
         const float* sin = &rope_sin[size_t(pos0 + t) * half];
@@ -412,16 +411,16 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});
 
       // SwiGLU FFN: x += down(silu(gate(norm(x))) * up(norm(x)))
-      const bool q_ffn = AnyQuantized({&blk.ffn_gate, &blk.ffn_up});
+      const std::initializer_list<MatmulJob> gate_up = {
+          {xb.data(), &blk.ffn_gate, hb.data(), c.ffn_dim},
+          {xb.data(), &blk.ffn_up, hb2.data(), c.ffn_dim}};
+      const bool q_ffn = AnyQuantized(gate_up);
       PerToken(n, [&](int t) {
         k->add(&x[size_t(t) * dim], &xb2[size_t(t) * dim], dim);
         k->rmsnorm(&x[size_t(t) * dim], blk.ffn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
         if (q_ffn) QuantizeRow(&xb[size_t(t) * dim], t, dim);
       });
-      Matmuls(n,
-              {{xb.data(), &blk.ffn_gate, hb.data(), c.ffn_dim},
-               {xb.data(), &blk.ffn_up, hb2.data(), c.ffn_dim}},
-              /*silu_gate=*/true, q_ffn);
+      Matmuls(n, gate_up, /*silu_gate=*/true, q_ffn);
       Matmuls(n, {{hb.data(), &blk.ffn_down, xb2.data(), dim}});
     }
   }
