@@ -111,6 +111,15 @@ struct Args {
   bool force = false, quiet = false;
 };
 
+// Adds the tokenizer tensor last (tok must stay alive until the write) and writes the file.
+Status AddTokenizerAndWrite(ModelWriter& w, std::string_view tok, const Args& a) {
+  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [tok](uint8_t* dst) {
+    std::memcpy(dst, tok.data(), tok.size());
+    return Status();
+  });
+  return w.Write(a.output, a.force, MakeProgress(a.quiet));
+}
+
 // Not an HF checkpoint but an .mlm of float weights (the shipped f16 demo model, a converted f32
 // file): every tensor is read back as f32 and stored again at --dtype / --layout. Quantized sources
 // are refused: quantizing twice compounds the rounding.
@@ -142,12 +151,7 @@ int Reencode(const Args& a, DType dtype, const std::string& producer) {
         },
         lt);
   }
-  const std::string_view tok = f.Bytes(*f.Find(format::kTokenizerTensor));
-  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [tok](uint8_t* dst) {
-    std::memcpy(dst, tok.data(), tok.size());
-    return Status();
-  });
-  if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
+  if (Status s = AddTokenizerAndWrite(w, f.Bytes(*f.Find(format::kTokenizerTensor)), a); !s.ok())
     return Fail(s.message());
   if (!a.quiet)
     std::fprintf(stderr, "wrote %s: %s re-encoded as %s\n", a.output.c_str(), a.input.c_str(),
@@ -191,12 +195,7 @@ int Run(const Args& a) {
           },
           lt);
     }
-    w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [&tok](uint8_t* dst) {
-      std::memcpy(dst, tok.data(), tok.size());
-      return Status();
-    });
-    if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
-      return Fail(s.message());
+    if (Status s = AddTokenizerAndWrite(w, tok, a); !s.ok()) return Fail(s.message());
     if (!a.quiet)
       std::fprintf(stderr, "wrote %s: random %s, %s, %.2fM parameters\n", a.output.c_str(),
                    a.preset.c_str(), a.dtype.c_str(), config->StoredParams() / 1e6);
@@ -245,13 +244,7 @@ int Run(const Args& a) {
     if (!used.count(name) && !convert::IsIgnorableHfTensor(name))
       return Fail(t.file + ": unexpected tensor '" + name +
                   "' (not part of a MobileLLM/Llama decoder with this config)");
-  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(ckpt.tokenizer.size())},
-        [&ckpt](uint8_t* dst) {
-          std::memcpy(dst, ckpt.tokenizer.data(), ckpt.tokenizer.size());
-          return Status();
-        });
-  if (Status s = w.Write(a.output, a.force, MakeProgress(a.quiet)); !s.ok())
-    return Fail(s.message());
+  if (Status s = AddTokenizerAndWrite(w, ckpt.tokenizer, a); !s.ok()) return Fail(s.message());
   if (!a.quiet)
     std::fprintf(stderr, "wrote %s: %d blocks x %d, dim %d, %s head, %.2fM parameters, %s\n",
                  a.output.c_str(), c.n_blocks, c.n_repeat, c.dim, c.tied_head ? "tied" : "separate",
