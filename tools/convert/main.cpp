@@ -258,9 +258,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "mobilellm-convert: turn a HuggingFace MobileLLM checkpoint directory (config.json, "
       "tokenizer.model,\n"
-      "pytorch_model.bin or model.safetensors) into one .mlm file, or write random weights of an "
-      "exact\n"
-      "MobileLLM shape for benchmarks."};
+      "pytorch_model.bin or model.safetensors) into one .mlm file, re-encode an .mlm of float "
+      "weights\n"
+      "at another --dtype, or write random weights of an exact MobileLLM shape for benchmarks."};
   Args a;
   auto* in = app.add_option("checkpoint_dir", a.input,
                             "HF checkpoint directory, or an .mlm of float weights to re-encode")
