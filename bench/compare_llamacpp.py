@@ -2,13 +2,18 @@
 """mobilellm.cpp vs llama.cpp on the exact MobileLLM-125M shape, side by side, in one run.
 
     /usr/bin/python3 bench/compare_llamacpp.py [--peers ../shared/peers] [--work /tmp/mobilellm-vs-llamacpp]
-                                                [--threads 1,2] [--dtypes f16,q8_0,q4_0] [--reps 3]
+                                                [--threads 1,2] [--dtypes f16,q8_0,q4_0] [--reps 3] [--rounds 3]
 
 llama.cpp runs through the shared peer scripts (`shared/peers/`: node-llama-cpp 3.21.1 and its
 prebuilt CPU backend, on a random 125M-shaped GGUF written by make_gguf.py); they are copied to
 --work first, because shared/ is read-only. Our side runs `mobilellm bench` on random weights of
 the same shape (`mobilellm-convert --random 125m`). Same protocol on both: a 128-token prompt,
 then 128 greedy decode steps, one warm-up and --reps timed repetitions per process, medians.
+
+The host is shared and its speed drifts by tens of percent within minutes, so each row is measured
+in --rounds rounds, each round one llama.cpp process, then ours with the read bandwidth measured
+just before and just after (the bound takes the higher of the two). Every ratio and percentage is
+computed within a round and the table gives the median over rounds, with each round's value.
 Writes bench/llamacpp-comparison.md and prints it.
 """
 import argparse
@@ -27,10 +32,20 @@ from layer_sharing import cpu_name, extract_tokenizer  # noqa: E402
 
 
 def read_bandwidth(build, mib, threads):
-    """Median read GB/s of `build/bench/bandwidth` over a buffer of `mib` MiB with `threads` threads."""
+    """Median read GB/s of `build/bench/bandwidth` over a buffer of `mib` MiB with `threads` threads: 5 repetitions
+    of the best of its three read patterns, each sustained for 200 ms (about as long as one decode repetition)."""
     out = subprocess.run([os.path.join(build, "bench", "bandwidth"), "--mib", str(mib), "--threads", str(threads),
-                          "--reps", "7"], check=True, capture_output=True, text=True).stdout
+                          "--reps", "5", "--min-ms", "200"], check=True, capture_output=True, text=True).stdout
     return json.loads(out)["median_GBps"]
+
+
+def median(v):
+    return statistics.median(v)
+
+
+def per_round(values, fmt):
+    """'m (a, b, c)': the median and each round's value."""
+    return "%s (%s)" % (fmt % median(values), ", ".join(fmt % v for v in values))
 
 
 def main():
@@ -41,6 +56,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--dtypes", default="f16,q8_0,q4_0")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     if not os.path.exists(os.path.join(a.peers, "bench_llamacpp.mjs")):
         sys.exit("llama.cpp peer scripts not found at %s (they live in shared/peers beside the checkout): "
@@ -66,62 +82,87 @@ def main():
                         "-o", path, "-q", "--force"], check=True)
         ours[d] = path
 
-    rows = []
+    # rows[(weights, threads, isa)] = list of rounds, each {"llama.cpp": ..., "mobilellm": ...}
+    rows = {}
     for d in dtypes:
         for t in threads:
-            print("llama.cpp %s %dT ..." % (d, t), file=sys.stderr)
-            out = subprocess.run(["node", "bench_llamacpp.mjs", "--model", "models/mobilellm-125m-%s.gguf" % d, "--threads", str(t),
-                                  "--prompt", "128", "--gen", "128", "--reps", str(a.reps), "--warmup", "1"],
-                                 cwd=peers, check=True, capture_output=True, text=True).stdout
-            ll = json.loads(out.strip().splitlines()[-1])
-            for isa in ["best"] + (["avx2"] if d in ("q8_0", "q4_0") else []):  # avx2: the AVX2 table forced (no VNNI)
-                print("mobilellm %s %dT%s ..." % (d, t, ", MOBILELLM_ISA=avx2" if isa == "avx2" else ""), file=sys.stderr)
-                env = dict(os.environ, MOBILELLM_ISA="avx2") if isa == "avx2" else None
-                weight_mib = os.path.getsize(ours[d]) / 1048576.0  # the working set: the weights, ~all of the file
-                before = read_bandwidth(a.build, weight_mib, t)
-                out = subprocess.run([os.path.join(a.build, "mobilellm"), "bench", "-m", ours[d], "-t", str(t), "-p", "128",
-                                      "-n", "128", "-r", str(a.reps), "--output", "json"], check=True, capture_output=True,
-                                     text=True, env=env).stdout
-                me = json.loads(out.strip().splitlines()[-1])
-                after = read_bandwidth(a.build, weight_mib, t)
-                # The host is noisy: the bound takes the better of the bandwidths measured just before and just after
-                # this row, so a slow moment cannot flatter the percentage.
-                me["read_GBps"] = max(before, after)
-                me["read_GBps_before_after"] = [before, after]
-                rows.append((d + (" (avx2)" if isa == "avx2" else ""), t, ll, me))
+            isas = ["best"] + (["avx2"] if d in ("q8_0", "q4_0") else [])  # avx2: the AVX2 table forced (no VNNI)
+            weight_mib = os.path.getsize(ours[d]) / 1048576.0  # the working set: the weights, ~all of the file
+            for k in range(a.rounds):
+                print("round %d/%d: llama.cpp %s %dT ..." % (k + 1, a.rounds, d, t), file=sys.stderr)
+                out = subprocess.run(["node", "bench_llamacpp.mjs", "--model", "models/mobilellm-125m-%s.gguf" % d,
+                                      "--threads", str(t), "--prompt", "128", "--gen", "128", "--reps", str(a.reps),
+                                      "--warmup", "1"], cwd=peers, check=True, capture_output=True, text=True).stdout
+                ll = json.loads(out.strip().splitlines()[-1])
+                for isa in isas:
+                    print("round %d/%d: mobilellm %s %dT%s ..." % (k + 1, a.rounds, d, t,
+                                                                  ", MOBILELLM_ISA=avx2" if isa == "avx2" else ""),
+                          file=sys.stderr)
+                    env = dict(os.environ, MOBILELLM_ISA="avx2") if isa == "avx2" else None
+                    before = read_bandwidth(a.build, weight_mib, t)
+                    out = subprocess.run([os.path.join(a.build, "mobilellm"), "bench", "-m", ours[d], "-t", str(t), "-p",
+                                          "128", "-n", "128", "-r", str(a.reps), "--output", "json"], check=True,
+                                         capture_output=True, text=True, env=env).stdout
+                    me = json.loads(out.strip().splitlines()[-1])
+                    after = read_bandwidth(a.build, weight_mib, t)
+                    # The bound takes the better of the bandwidths measured just before and just after this run, so a
+                    # slow moment cannot flatter the percentage.
+                    me["read_GBps"] = max(before, after)
+                    me["read_GBps_before_after"] = [before, after]
+                    rows.setdefault((d, t, isa), []).append({"llama.cpp": ll, "mobilellm": me})
 
+    first = next(iter(rows.values()))[0]
     lines = ["# mobilellm.cpp vs llama.cpp: random MobileLLM-125M, same machine, same run", "",
-             "Generated by `bench/compare_llamacpp.py --reps %d` on %s, %s (%s). llama.cpp: node-llama-cpp 3.21.1, "
-             "prebuilt CPU backend `%s`. Ours: kernels `%s`. 128-token prompt, then 128 greedy decode steps; medians of %d "
-             "repetitions after a warm-up, one process per row. Load: llama.cpp `loadModel + createContext`, ours `Model::Load + "
-             "Session::Create`, both with a warm page cache. Peak RSS: the whole process (node's runtime is ~86 MiB of "
-             "llama.cpp's)." % (a.reps, datetime.date.today().isoformat(), cpu_name(), os.uname().machine,
-                                rows[0][2]["cpu_backend"], rows[0][3]["kernels"], a.reps), "",
+             "Generated by `bench/compare_llamacpp.py --reps %d --rounds %d` on %s, %s (%s). llama.cpp: node-llama-cpp 3.21.1, "
+             "prebuilt CPU backend `%s`. Ours: kernels `%s`. 128-token prompt, then 128 greedy decode steps; each process "
+             "gives the medians of %d repetitions after a warm-up. Load: llama.cpp `loadModel + createContext`, ours "
+             "`Model::Load + Session::Create`, both with a warm page cache. Peak RSS: the whole process (node's runtime is "
+             "~86 MiB of llama.cpp's)." % (a.reps, a.rounds, datetime.date.today().isoformat(), cpu_name(), os.uname().machine,
+                                           first["llama.cpp"]["cpu_backend"], first["mobilellm"]["kernels"], a.reps), "",
+             "Rounds: every row was measured %d times, each round one llama.cpp process and then ours, so each ratio is "
+             "taken between runs minutes apart at most; a cell gives the median over rounds and, in parentheses, each "
+             "round's value." % a.rounds, "",
              "Bound: the weight bytes one decode step reads (ours: %s) over this machine's read bandwidth for a buffer of that "
-             "size with the same thread count (`build/bench/bandwidth`, median of 7, measured just before and just after each of our "
-             "rows; the higher of the two), i.e. the fastest decode that only streams the weights; the percentages put both "
+             "size with the same thread count (`build/bench/bandwidth --reps 5 --min-ms 200`: the median over 5 repetitions of "
+             "the best of three read patterns, each sustained for 200 ms; measured just before and just after each of our "
+             "runs, the higher of the two), i.e. the fastest decode that only streams the weights; the percentages put both "
              "engines against it." % ", ".join(
-                 "%s %.1f MB" % (d, me["weight_bytes"] / 1e6) for d, t, ll, me in rows if t == threads[0] and "(" not in d),
-             "", "Rows marked (avx2) rerun ours with `MOBILELLM_ISA=avx2` (no VNNI) against the same llama.cpp row.", "",
+                 "%s %.1f MB" % (d, r[0]["mobilellm"]["weight_bytes"] / 1e6)
+                 for (d, t, isa), r in rows.items() if t == threads[0] and isa == "best"),
+             "", "Rows marked (avx2) rerun ours with `MOBILELLM_ISA=avx2` (no VNNI) against the same llama.cpp runs.", "",
              "| weights | threads | decode tok/s llama.cpp | decode tok/s ours | ratio | bound tok/s (GB/s) | llama.cpp % of bound "
              "| ours % of bound | prefill tok/s llama.cpp | prefill tok/s ours | ratio | load ms llama.cpp | load ms ours | ratio "
              "| peak RSS MiB llama.cpp | ours | ratio |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for d, t, ll, me in rows:
-        lld, llp = ll["median"]["decode_tok_s"], ll["median"]["prefill_tok_s"]
-        lload = (ll["load_s"]["loadModel"] + ll["load_s"]["createContext"]) * 1000
-        mload = me["warm_load_ms"] + me["warm_init_ms"]
-        md, mp = me["decode_tok_s"]["median"], me["prefill_tok_s"]["median"]
-        bound = me["read_GBps"] * 1e9 / me["weight_bytes"]
-        lines.append("| %s | %d | %.1f | %.1f | **%.2fx** | %.1f (%.1f) | %.0f%% | %.0f%% | %.1f | %.1f | **%.2fx** | %.0f | %.1f | %.3fx "
-                     "| %.0f | %.0f | %.2fx |" % (
-                         d, t, lld, md, md / lld, bound, me["read_GBps"], 100 * lld / bound, 100 * md / bound, llp, mp, mp / llp,
-                         lload, mload, mload / lload, ll["max_rss_mib"], me["peak_rss_mib"], me["peak_rss_mib"] / ll["max_rss_mib"]))
+    for (d, t, isa), rounds in rows.items():
+        c = {k: [] for k in ("lld", "md", "dr", "bound", "bw", "llpct", "mepct", "llp", "mp", "pr", "lload", "mload",
+                             "lr", "llrss", "merss", "rr")}
+        for r in rounds:
+            ll, me = r["llama.cpp"], r["mobilellm"]
+            lld, llp = ll["median"]["decode_tok_s"], ll["median"]["prefill_tok_s"]
+            md, mp = me["decode_tok_s"]["median"], me["prefill_tok_s"]["median"]
+            lload = (ll["load_s"]["loadModel"] + ll["load_s"]["createContext"]) * 1000
+            mload = me["warm_load_ms"] + me["warm_init_ms"]
+            bound = me["read_GBps"] * 1e9 / me["weight_bytes"]
+            for k, v in (("lld", lld), ("md", md), ("dr", md / lld), ("bound", bound), ("bw", me["read_GBps"]),
+                         ("llpct", 100 * lld / bound), ("mepct", 100 * md / bound), ("llp", llp), ("mp", mp),
+                         ("pr", mp / llp), ("lload", lload), ("mload", mload), ("lr", mload / lload),
+                         ("llrss", ll["max_rss_mib"]), ("merss", me["peak_rss_mib"]),
+                         ("rr", me["peak_rss_mib"] / ll["max_rss_mib"])):
+                c[k].append(v)
+        m = {k: median(v) for k, v in c.items()}
+        lines.append("| %s | %d | %.1f | %.1f | **%s** | %.1f (%.1f) | %.0f%% | **%s** | %.1f | %.1f | **%s** | %.0f | %.1f | "
+                     "%.3fx | %.0f | %.0f | %.2fx |" % (
+                         d + (" (avx2)" if isa == "avx2" else ""), t, m["lld"], m["md"], per_round(c["dr"], "%.2fx"),
+                         m["bound"], m["bw"], m["llpct"], per_round(c["mepct"], "%.0f%%"), m["llp"], m["mp"],
+                         per_round(c["pr"], "%.2fx"), m["lload"], m["mload"], m["lr"], m["llrss"], m["merss"], m["rr"]))
     with open(os.path.join(HERE, "llamacpp-comparison.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(HERE, "llamacpp-comparison.json"), "w") as f:
-        for d, t, ll, me in rows:
-            f.write(json.dumps({"weights": d, "threads": t, "llama.cpp": ll, "mobilellm": me}) + "\n")
+        for (d, t, isa), rounds in rows.items():
+            for k, r in enumerate(rounds):
+                f.write(json.dumps({"weights": d + (" (avx2)" if isa == "avx2" else ""), "threads": t, "round": k + 1,
+                                    "llama.cpp": r["llama.cpp"], "mobilellm": r["mobilellm"]}) + "\n")
     print("\n".join(lines))
 
 
