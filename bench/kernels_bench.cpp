@@ -20,6 +20,9 @@
 #include "mobilellm/tensor.h"
 
 namespace mobilellm {
+#if defined(MOBILELLM_BENCH_AVXVNNI_TWIN)
+extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
+#endif
 namespace {
 
 std::vector<float> Random(size_t n, uint32_t seed) {
@@ -143,7 +146,11 @@ constexpr Shape kShapes[] = {
 };
 
 void RegisterAll() {
-  for (const KernelTable* k : AllKernelTables()) {
+  std::vector<const KernelTable*> tables = AllKernelTables();
+#if defined(MOBILELLM_BENCH_AVXVNNI_TWIN)
+  tables.push_back(&kAvxVnniEvexTwin);
+#endif
+  for (const KernelTable* k : tables) {
     for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
       // Quantized types twice: planar rows ("q8_0") and the converter's panels ("q8_0.panels").
       for (format::Layout layout : {format::Layout::kRows, format::Layout::kPanels}) {

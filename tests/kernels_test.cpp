@@ -14,6 +14,9 @@
 #include "test_util.h"
 
 namespace mobilellm {
+#if defined(MOBILELLM_TEST_AVXVNNI_TWIN)
+extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
+#endif
 namespace {
 
 const KernelTable& Ref() {
@@ -387,7 +390,16 @@ TEST_P(Kernels, Attend) {
         }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(AllKernelTables()),
+// The engine's tables, and test twins of tables this CPU may lack.
+std::vector<const KernelTable*> TablesUnderTest() {
+  std::vector<const KernelTable*> tables = AllKernelTables();
+#if defined(MOBILELLM_TEST_AVXVNNI_TWIN)
+  tables.push_back(&kAvxVnniEvexTwin);
+#endif
+  return tables;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(TablesUnderTest()),
                          [](const auto& info) { return std::string(info.param->name); });
 
 // The reference RoPE is the HF formula: x * cos + rotate_half(x) * sin.

@@ -11,6 +11,9 @@ extern const KernelTable kRefKernels;
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512VnniKernels;
 #endif
+#if defined(MOBILELLM_HAVE_AVXVNNI)
+extern const KernelTable kAvxVnniKernels;
+#endif
 #if defined(MOBILELLM_HAVE_NEON)
 extern const KernelTable kNeonKernels;
 extern const KernelTable kNeonDotprodKernels;
@@ -22,6 +25,11 @@ const std::vector<const KernelTable*>& AllKernelTables() {
     &kRefKernels,
 #if defined(MOBILELLM_HAVE_AVX2)
     &kAvx2Kernels,
+#endif
+#if defined(MOBILELLM_HAVE_AVXVNNI)
+    &kAvxVnniKernels,
+#endif
+#if defined(MOBILELLM_HAVE_AVX2)
     &kAvx512VnniKernels,
 #endif
 #if defined(MOBILELLM_HAVE_NEON)
