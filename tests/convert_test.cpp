@@ -1,5 +1,6 @@
 // mobilellm-convert on checkpoints written by real torch.save and by a safetensors writer:
 // converted tensors equal the source values, and every bad input gets its one-line error.
+#include <cctype>
 #include <cstring>
 
 #include "checkpoint.h"
@@ -134,10 +135,15 @@ INSTANTIATE_TEST_SUITE_P(
             "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [200, 96], expected [208, 96]"},
         BadCase{"bad-arch", "unsupported architecture 'GPT2LMHeadModel'"},
         BadCase{"no-weights", "no weights: expected model.safetensors or pytorch_model.bin"},
-        BadCase{"truncated", "corrupt zip archive"}),
+        BadCase{"truncated", "corrupt zip archive"},
+        // The weights file instead of its directory: read as an .mlm to re-encode, and named.
+        BadCase{"bad-shape/pytorch_model.bin",
+                "this looks like a PyTorch checkpoint, e.g. pytorch_model.bin: convert its "
+                "directory"}),
     [](const auto& info) {
       std::string n = info.param.dir;
-      std::replace(n.begin(), n.end(), '-', '_');
+      for (char& c : n)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
       return n;
     });
 

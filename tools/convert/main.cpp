@@ -2,11 +2,14 @@
 // shape) to one .mlm file. See format.h for the output, checkpoint.h for what is read.
 //
 // Exit codes: 0 written, 1 error (one line, no output file left behind), 2 usage error.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
@@ -202,8 +205,14 @@ int Run(const Args& a) {
     return 0;
   }
 
-  if (a.input.size() > 4 && a.input.compare(a.input.size() - 4, 4, ".mlm") == 0)
-    return Reencode(a, dtype, producer);
+  // A directory is an HF checkpoint; a file is re-encoded as an .mlm, and the loader names what
+  // else it may be (a pytorch_model.bin, a safetensors or GGUF file) when it is not one.
+  struct stat st;
+  if (stat(a.input.c_str(), &st) != 0)
+    return Fail(a.input + ": " + std::strerror(errno) +
+                " (expected a HuggingFace checkpoint directory, or an .mlm of float weights to "
+                "re-encode)");
+  if (!S_ISDIR(st.st_mode)) return Reencode(a, dtype, producer);
 
   auto ckpt_r = Checkpoint::Open(a.input);
   if (!ckpt_r.ok()) return Fail(ckpt_r.status().message());
