@@ -5,7 +5,8 @@
 //   neon_i8mm     (armv8.2-a+dotprod+i8mm):  vmmlaq_s32 for prefill (2 tokens x 2 rows per
 //                                            instruction), vdotq_s32 for decode.
 // That is for planar rows. Matrices in 16-row panels (what the converter writes) go through
-// MatmulPanels in every table: SDOT by element (vdotq_laneq_s32), or its vmull_s8 emulation.
+// MatmulPanels: SDOT by element (vdotq_laneq_s32), or its vmull_s8 emulation; with i8mm, prefill
+// unpacks each panel for SMMLA instead (MatmulPanelsMmla).
 // Each function has its twin in ref.h; tests hold them together. Layouts as in kernels.h/format.h.
 #pragma once
 
@@ -315,11 +316,100 @@ void MatmulPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
   }
 }
 
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+// Prefill from panels with SMMLA: 16 rows x up to 32 blocks of a panel are unpacked once into L1
+// as 8 row pairs x 8 elements per 16 bytes (SMMLA's operand order, q4_0 as q - 8, so no offset
+// remains), then each pair of tokens passes over them: per block, 4 SMMLA per row pair give its
+// 2 x 2 tile {t.r0, t.r1, t1.r0, t1.r1}, 32 multiply-adds per instruction where SDOT by element
+// does 16. An odd last token goes through MatmulPanels.
+template <DType kW>
+void MatmulPanelsMmla(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                      int y_stride) {
+  constexpr int kChunk = 32;
+  const int nb = w.cols / format::kBlock, t_pairs = in.n_tokens & ~1;
+  alignas(16) int8_t wp[kChunk][4][8][16];  // [block][8-element chunk][row pair]: 16 KB
+  alignas(16) float rs[kChunk][8][4];       // {dW r0, dW r1, dW r0, dW r1} per row pair
+  for (int r = r0; r < r1; r += format::kPanelRows) {
+    for (int b0 = 0; b0 < nb; b0 += kChunk) {
+      const int n = nb - b0 < kChunk ? nb - b0 : kChunk;
+      for (int j = 0; j < n; ++j) {
+        const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
+        for (int c = 0; c < 4; ++c) {
+          for (int k = 0; k < 4; ++k) {  // rows 4k..4k+3
+            int8x16_t ga, gb;  // elements 8c..8c+3 and 8c+4..8c+7 of the four rows, 4 bytes each
+            if constexpr (kW == DType::kQ8_0) {
+              ga = vld1q_s8(reinterpret_cast<const int8_t*>(q + 128 * c + 16 * k));
+              gb = vld1q_s8(reinterpret_cast<const int8_t*>(q + 128 * c + 64 + 16 * k));
+            } else {
+              const uint8x16_t v = vld1q_u8(q + 64 * c + 16 * k);
+              ga = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+              gb = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+            }
+            const int32x4_t a = vreinterpretq_s32_s8(ga), b = vreinterpretq_s32_s8(gb);
+            vst1q_s8(wp[j][c][2 * k], vreinterpretq_s8_s32(vzip1q_s32(a, b)));
+            vst1q_s8(wp[j][c][2 * k + 1], vreinterpretq_s8_s32(vzip2q_s32(a, b)));
+          }
+        }
+        const uint16_t* d = ref::PanelScales(w, r, b0 + j);
+        for (int p = 0; p < 8; ++p) {
+          const float d0 = F16ToF32(d[2 * p]), d1 = F16ToF32(d[2 * p + 1]);
+          rs[j][p][0] = rs[j][p][2] = d0;
+          rs[j][p][1] = rs[j][p][3] = d1;
+        }
+      }
+      for (int t = 0; t < t_pairs; t += 2) {
+        const int8_t* x0 = in.q + int64_t(t) * w.cols;
+        const int8_t* x1 = x0 + w.cols;
+        const float* e0 = in.d + int64_t(t) * nb;
+        float32x4_t acc[8];
+        for (int p = 0; p < 8; ++p) acc[p] = vdupq_n_f32(0.0f);
+        for (int j = 0; j < n; ++j) {
+          const int b = b0 + j;
+          int8x16_t xv[4];  // [t: 8 | t + 1: 8] activations of chunk c
+          for (int c = 0; c < 4; ++c)
+            xv[c] = vcombine_s8(vld1_s8(x0 + b * 32 + 8 * c), vld1_s8(x1 + b * 32 + 8 * c));
+          const float32x4_t dx = {e0[b], e0[b], e0[nb + b], e0[nb + b]};
+          for (int p = 0; p < 8; ++p) {
+            int32x4_t i = vmmlaq_s32(vdupq_n_s32(0), xv[0], vld1q_s8(wp[j][0][p]));
+            i = vmmlaq_s32(i, xv[1], vld1q_s8(wp[j][1][p]));
+            i = vmmlaq_s32(i, xv[2], vld1q_s8(wp[j][2][p]));
+            i = vmmlaq_s32(i, xv[3], vld1q_s8(wp[j][3][p]));
+            acc[p] = vfmaq_f32(acc[p], vcvtq_f32_s32(i), vmulq_f32(vld1q_f32(rs[j][p]), dx));
+          }
+        }
+        float* out0 = y + int64_t(t) * y_stride + r;
+        float* out1 = out0 + y_stride;
+        for (int p = 0; p < 8; ++p) {
+          float32x2_t v0 = vget_low_f32(acc[p]), v1 = vget_high_f32(acc[p]);
+          if (b0 > 0) {
+            v0 = vadd_f32(v0, vld1_f32(out0 + 2 * p));
+            v1 = vadd_f32(v1, vld1_f32(out1 + 2 * p));
+          }
+          vst1_f32(out0 + 2 * p, v0);
+          vst1_f32(out1 + 2 * p, v1);
+        }
+      }
+    }
+  }
+  if (t_pairs < in.n_tokens) {
+    const int t = t_pairs;
+    const MatmulInput last{in.x ? in.x + int64_t(t) * w.cols : nullptr, in.q + int64_t(t) * w.cols,
+                           in.d + int64_t(t) * nb, 1, in.cols};
+    MatmulPanels<kW>(last, w, r0, r1, y + int64_t(t) * y_stride, y_stride);
+  }
+}
+#endif
+
 // Prefill. With i8mm: 2 x 2 SMMLA tiles. Otherwise: each row's scales once, then the row
 // against every token (the row stays in L1 while the tokens stream past it).
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  if (w.layout == format::Layout::kPanels) return MatmulPanels<kW>(in, w, r0, r1, y, y_stride);
+  if (w.layout == format::Layout::kPanels) {
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    if (in.n_tokens > 1) return MatmulPanelsMmla<kW>(in, w, r0, r1, y, y_stride);
+#endif
+    return MatmulPanels<kW>(in, w, r0, r1, y, y_stride);
+  }
   const int nb = w.cols / format::kBlock;
   if (in.n_tokens == 1 && nb <= kMaxBlocks) return GemvQ<kW>(in.q, in.d, w, r0, r1, y);
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
