@@ -265,6 +265,48 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
   if (r_end < r1) avx2::MatmulQ<kW>(in, w, r_end, r1, y, y_stride);
 }
 
+// kNT tokens (t .. t + kNT - 1) against blocks [b0, b0 + n) of a repacked 16-row panel (see
+// MatmulQ): each group of weights is loaded once for all kNT tokens, whose int32 accumulators stay
+// in registers through a block, and the activations come in as vpdpbusd's broadcast memory
+// operand; the float accumulators take each block's result with the rows' scales.
+template <int kNT>
+inline void PanelTile(const uint32_t (*panel)[8][16], const float (*row_scale)[16],
+                      const MatmulInput& in, int cols, int t, int b0, int n,
+                      const int32_t (*x_start)[256], int t0, float* y, int y_stride, int r) {
+  const int nb = cols / format::kBlock;
+  __m512 acc[kNT];
+  for (int u = 0; u < kNT; ++u) acc[u] = _mm512_setzero_ps();
+  for (int j = 0; j < n; ++j) {
+    const int b = b0 + j;
+    __m512i a[kNT][2];
+    for (int u = 0; u < kNT; ++u) {
+      a[u][0] = _mm512_set1_epi32(x_start[t + u - t0][b]);
+      a[u][1] = _mm512_setzero_si512();
+    }
+    for (int g = 0; g < 8; g += 2) {
+      const __m512i w0 = _mm512_load_si512(panel[j][g]), w1 = _mm512_load_si512(panel[j][g + 1]);
+      for (int u = 0; u < kNT; ++u) {
+        const int8_t* xb = in.q + int64_t(t + u) * cols + int64_t(b) * 32 + 4 * g;
+        int32_t x0, x1;
+        std::memcpy(&x0, xb, 4);
+        std::memcpy(&x1, xb + 4, 4);
+        a[u][0] = _mm512_dpbusd_epi32(a[u][0], w0, _mm512_set1_epi32(x0));
+        a[u][1] = _mm512_dpbusd_epi32(a[u][1], w1, _mm512_set1_epi32(x1));
+      }
+    }
+    const __m512 rs = _mm512_load_ps(row_scale[j]);
+    for (int u = 0; u < kNT; ++u) {
+      const __m512 dx = _mm512_set1_ps(in.d[int64_t(t + u) * nb + b]);
+      acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a[u][0], a[u][1])),
+                               _mm512_mul_ps(rs, dx), acc[u]);
+    }
+  }
+  for (int u = 0; u < kNT; ++u) {
+    float* out = y + int64_t(t + u) * y_stride + r;
+    _mm512_storeu_ps(out, b0 == 0 ? acc[u] : _mm512_add_ps(acc[u], _mm512_loadu_ps(out)));
+  }
+}
+
 // Prefill, 16 rows at a time: a panel of 16 rows x 32 blocks is repacked once per group of 64
 // tokens so that each int32 lane belongs to one row: panel[j][g] holds bytes 4g..4g+3 of block j
 // of all 16 rows. One vpdpbusd then multiplies 4 bytes of 16 rows by the same 4 activation bytes
@@ -317,36 +359,11 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
           for (int j = 0; j < n; ++j)
             row_scale[j][l] = F16ToF32(scales[int64_t(r + l) * nb + b0 + j]);
         }
-        // kTile tokens at a time (independent dependency chains), the rest one by one.
-        for (int t = t0; t < t1;) {
-          const int nt = std::min(kTile, t1 - t);
-          __m512 acc[kTile];
-          for (int u = 0; u < nt; ++u) acc[u] = _mm512_setzero_ps();
-          for (int j = 0; j < n; ++j) {
-            const int b = b0 + j;
-            const __m512 rs = _mm512_load_ps(row_scale[j]);
-            for (int u = 0; u < nt; ++u) {
-              const int8_t* xb = in.q + int64_t(t + u) * cols + int64_t(b) * 32;
-              __m512i a0 = _mm512_set1_epi32(x_start[t + u - t0][b]), a1 = _mm512_setzero_si512();
-              for (int g = 0; g < 8; g += 2) {
-                int32_t x0, x1;
-                std::memcpy(&x0, xb + 4 * g, 4);
-                std::memcpy(&x1, xb + 4 * g + 4, 4);
-                a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(panel[j][g]), _mm512_set1_epi32(x0));
-                a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(panel[j][g + 1]),
-                                         _mm512_set1_epi32(x1));
-              }
-              const __m512 dx = _mm512_set1_ps(in.d[int64_t(t + u) * nb + b]);
-              acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)),
-                                       _mm512_mul_ps(rs, dx), acc[u]);
-            }
-          }
-          for (int u = 0; u < nt; ++u) {
-            float* out = y + int64_t(t + u) * y_stride + r;
-            _mm512_storeu_ps(out, b0 == 0 ? acc[u] : _mm512_add_ps(acc[u], _mm512_loadu_ps(out)));
-          }
-          t += nt;
-        }
+        int t = t0;
+        for (; t + kTile <= t1; t += kTile)
+          PanelTile<kTile>(panel, row_scale, in, cols, t, b0, n, x_start, t0, y, y_stride, r);
+        for (; t < t1; ++t)
+          PanelTile<1>(panel, row_scale, in, cols, t, b0, n, x_start, t0, y, y_stride, r);
       }
     }
   }
