@@ -20,7 +20,7 @@
 #include "mobilellm/tensor.h"
 
 namespace mobilellm {
-#if defined(MOBILELLM_BENCH_AVXVNNI_TWIN)
+#if defined(MOBILELLM_AVXVNNI_TWIN)
 extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
 #endif
 namespace {
@@ -147,7 +147,7 @@ constexpr Shape kShapes[] = {
 
 void RegisterAll() {
   std::vector<const KernelTable*> tables = AllKernelTables();
-#if defined(MOBILELLM_BENCH_AVXVNNI_TWIN)
+#if defined(MOBILELLM_AVXVNNI_TWIN)
   tables.push_back(&kAvxVnniEvexTwin);
 #endif
   for (const KernelTable* k : tables) {

@@ -14,7 +14,7 @@
 #include "test_util.h"
 
 namespace mobilellm {
-#if defined(MOBILELLM_TEST_AVXVNNI_TWIN)
+#if defined(MOBILELLM_AVXVNNI_TWIN)
 extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
 #endif
 namespace {
@@ -393,7 +393,7 @@ TEST_P(Kernels, Attend) {
 // The engine's tables, and test twins of tables this CPU may lack.
 std::vector<const KernelTable*> TablesUnderTest() {
   std::vector<const KernelTable*> tables = AllKernelTables();
-#if defined(MOBILELLM_TEST_AVXVNNI_TWIN)
+#if defined(MOBILELLM_AVXVNNI_TWIN)
   tables.push_back(&kAvxVnniEvexTwin);
 #endif
   return tables;
