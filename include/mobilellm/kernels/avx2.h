@@ -233,6 +233,10 @@ inline void RowScales(const uint16_t* d, const float* xd, int nb, float* s) {
   for (; b < nb; ++b) s[b] = _cvtsh_ss(d[b]) * xd[b];
 }
 
+// Blocks per row that the integer kernels keep per-block values for on the stack (cols <= 8192);
+// wider rows take the reference kernel.
+constexpr int kMaxBlocks = 256;
+
 // The sum of 32 int8 activations (a block), exactly.
 inline int32_t BlockSum(const int8_t* x32) {
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x32));
@@ -294,10 +298,10 @@ template <DType kW>
 bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   const int nb = w.cols / format::kBlock;
-  if (nb > 256) return false;
+  if (nb > kMaxBlocks) return false;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
-  alignas(32) float s[256], x_sum[256];
+  alignas(32) float s[kMaxBlocks], x_sum[kMaxBlocks];
   if constexpr (kW == DType::kQ4_0) BlockSums(in.q, nb, x_sum);
   for (int r = r0; r < r1; ++r) {
     const uint8_t* q = quants + int64_t(r) * nb * kBlockBytes;
@@ -433,7 +437,6 @@ inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, 
 // float work (convert, scale, FMA) is shared by 8 rows instead of paid per row.
 template <DType kW>
 void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
-  constexpr int kMaxBlocks = 256;
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
   if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
   alignas(32) int32_t x_start[kMaxBlocks];
@@ -465,8 +468,7 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
 // (panel[j][g][h] = bytes 4g..4g+3 of block j of rows 8h..8h+7); see PanelBlockDot.
 template <DType kW>
 void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64,
-                kMaxBlocks = 256;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64;
   const bool stored = w.layout == format::Layout::kPanels;
   const int cols = w.cols, nb = cols / format::kBlock;
   if (stored && in.n_tokens == 1) return GemvPanels<kW>(in, w, r0, r1, y);

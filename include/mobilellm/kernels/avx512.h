@@ -18,6 +18,8 @@ namespace mobilellm::avx512 {
 // function could end up serving the portable table (SIGILL on older CPUs).
 namespace {
 
+using avx2::kMaxBlocks;
+
 // Quants of blocks b and b + 1 of a row as 64 unsigned bytes in element order, offset to be
 // vpdpbusd's unsigned operand: q8_0 as w + 128 (sign bit flipped), q4_0 as q + 8 (the nibble).
 template <DType kW>
@@ -43,7 +45,7 @@ inline __m512i UnsignedTwoBlocks(const uint8_t* row, int b) {
 // (q8_0) or three (q4_0) integer ops, one vpdpbusd, one convert, one scale permute, one FMA.
 template <DType kW>
 bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
-  constexpr int kMaxBlocks = 256, kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   constexpr int kAhead = 8;  // rows of software prefetch (measured: 4 and 16 were no better)
   const int nb = w.cols / format::kBlock, n2 = nb & ~1;
@@ -157,7 +159,7 @@ inline __m512i PanelGroup(const uint8_t* q, int g) {
 // paid per row. Each block's accumulator starts at -off * sum(x_b), as in GemvQ.
 template <DType kW>
 void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
-  constexpr int kMaxBlocks = 256, kOffset = kW == DType::kQ8_0 ? 128 : 8;
+  constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
   if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
   alignas(64) int32_t x_start[kMaxBlocks];
@@ -211,8 +213,7 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
 template <DType kW>
 void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                   int y_stride) {
-  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64, kGroup = 16,
-                kMaxBlocks = 256;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64, kGroup = 16;
   constexpr float kOffset = kW == DType::kQ8_0 ? 128.0f : 8.0f;
   const int cols = w.cols, nb = cols / format::kBlock;
   // Odd block counts (no MobileLLM shape has one) and very wide rows: the AVX2 tiles.
@@ -267,12 +268,12 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
 
 // kNT tokens (t .. t + kNT - 1) against blocks [b0, b0 + n) of a repacked 16-row panel (see
 // MatmulQ): each group of weights is loaded once for all kNT tokens, whose int32 accumulators stay
-// in registers through a block, and the activations come in as vpdpbusd's broadcast memory
-// operand; the float accumulators take each block's result with the rows' scales.
+// in registers through a block, and the activations are broadcast straight from memory; the float
+// accumulators take each block's result with the rows' scales.
 template <int kNT>
 inline void PanelTile(const uint32_t (*panel)[8][16], const float (*row_scale)[16],
                       const MatmulInput& in, int cols, int t, int b0, int n,
-                      const int32_t (*x_start)[256], int t0, float* y, int y_stride, int r) {
+                      const int32_t (*x_start)[kMaxBlocks], int t0, float* y, int y_stride, int r) {
   const int nb = cols / format::kBlock;
   __m512 acc[kNT];
   for (int u = 0; u < kNT; ++u) acc[u] = _mm512_setzero_ps();
@@ -319,8 +320,7 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   const bool stored = w.layout == format::Layout::kPanels;
   if (in.n_tokens == 1 && stored) return GemvPanels<kW>(in, w, r0, r1, y);
   if (in.n_tokens == 1 && GemvQ<kW>(in, w, r0, r1, y)) return;
-  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64, kTile = 4,
-                kMaxBlocks = 256;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64, kTile = 4;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int cols = w.cols, nb = cols / format::kBlock;
   const int r_end = r0 + (r1 - r0) / 16 * 16;  // == r1 for stored panels

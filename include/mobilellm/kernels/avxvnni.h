@@ -52,7 +52,7 @@ inline __m256i UnsignedGroup(const uint8_t* q, int g, int h) {
   }
 }
 
-constexpr int kMaxBlocks = 256;  // blocks per row the panel kernels take (cols <= 8192)
+using avx2::kMaxBlocks;
 
 // Decode from panels: the weights stream by as stored, one sequential stream; per block of 16
 // rows, 16 vpdpbusd (4 weights of 8 rows by 4 activations broadcast) and then one convert and FMA
