@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -205,14 +204,11 @@ int Run(const Args& a) {
     return 0;
   }
 
-  // A directory is an HF checkpoint; a file is re-encoded as an .mlm, and the loader names what
-  // else it may be (a pytorch_model.bin, a safetensors or GGUF file) when it is not one.
-  struct stat st;
-  if (stat(a.input.c_str(), &st) != 0)
-    return Fail(a.input + ": " + std::strerror(errno) +
-                " (expected a HuggingFace checkpoint directory, or an .mlm of float weights to "
-                "re-encode)");
-  if (!S_ISDIR(st.st_mode)) return Reencode(a, dtype, producer);
+  // A directory is an HF checkpoint; a file (CLI11 checked that the path exists) is re-encoded as
+  // an .mlm, and the loader names what else it may be (a pytorch_model.bin, a safetensors or GGUF
+  // file) when it is not one.
+  if (struct stat st; stat(a.input.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    return Reencode(a, dtype, producer);
 
   auto ckpt_r = Checkpoint::Open(a.input);
   if (!ckpt_r.ok()) return Fail(ckpt_r.status().message());
