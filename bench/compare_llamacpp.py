@@ -39,13 +39,14 @@ def read_bandwidth(build, mib, threads):
     return json.loads(out)["median_GBps"]
 
 
-def median(v):
-    return statistics.median(v)
-
-
 def per_round(values, fmt):
     """'m (a, b, c)': the median and each round's value."""
-    return "%s (%s)" % (fmt % median(values), ", ".join(fmt % v for v in values))
+    return "%s (%s)" % (fmt % statistics.median(values), ", ".join(fmt % v for v in values))
+
+
+def label(weights, isa):
+    """A row's name: the weight type, marked when the AVX2 table was forced."""
+    return weights + (" (avx2)" if isa == "avx2" else "")
 
 
 def main():
@@ -134,26 +135,26 @@ def main():
              "| ours % of bound | prefill tok/s llama.cpp | prefill tok/s ours | ratio | load ms llama.cpp | load ms ours | ratio "
              "| peak RSS MiB llama.cpp | ours | ratio |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def figures(r):
+        """One round's figures, and the ratios taken within it."""
+        ll, me = r["llama.cpp"], r["mobilellm"]
+        f = {"lld": ll["median"]["decode_tok_s"], "md": me["decode_tok_s"]["median"],
+             "llp": ll["median"]["prefill_tok_s"], "mp": me["prefill_tok_s"]["median"],
+             "lload": (ll["load_s"]["loadModel"] + ll["load_s"]["createContext"]) * 1000,
+             "mload": me["warm_load_ms"] + me["warm_init_ms"], "bw": me["read_GBps"],
+             "bound": me["read_GBps"] * 1e9 / me["weight_bytes"], "llrss": ll["max_rss_mib"],
+             "merss": me["peak_rss_mib"]}
+        f.update(dr=f["md"] / f["lld"], pr=f["mp"] / f["llp"], lr=f["mload"] / f["lload"], rr=f["merss"] / f["llrss"],
+                 llpct=100 * f["lld"] / f["bound"], mepct=100 * f["md"] / f["bound"])
+        return f
+
     for (d, t, isa), rounds in rows.items():
-        c = {k: [] for k in ("lld", "md", "dr", "bound", "bw", "llpct", "mepct", "llp", "mp", "pr", "lload", "mload",
-                             "lr", "llrss", "merss", "rr")}
-        for r in rounds:
-            ll, me = r["llama.cpp"], r["mobilellm"]
-            lld, llp = ll["median"]["decode_tok_s"], ll["median"]["prefill_tok_s"]
-            md, mp = me["decode_tok_s"]["median"], me["prefill_tok_s"]["median"]
-            lload = (ll["load_s"]["loadModel"] + ll["load_s"]["createContext"]) * 1000
-            mload = me["warm_load_ms"] + me["warm_init_ms"]
-            bound = me["read_GBps"] * 1e9 / me["weight_bytes"]
-            for k, v in (("lld", lld), ("md", md), ("dr", md / lld), ("bound", bound), ("bw", me["read_GBps"]),
-                         ("llpct", 100 * lld / bound), ("mepct", 100 * md / bound), ("llp", llp), ("mp", mp),
-                         ("pr", mp / llp), ("lload", lload), ("mload", mload), ("lr", mload / lload),
-                         ("llrss", ll["max_rss_mib"]), ("merss", me["peak_rss_mib"]),
-                         ("rr", me["peak_rss_mib"] / ll["max_rss_mib"])):
-                c[k].append(v)
-        m = {k: median(v) for k, v in c.items()}
+        per = [figures(r) for r in rounds]
+        c = {k: [f[k] for f in per] for k in per[0]}
+        m = {k: statistics.median(v) for k, v in c.items()}
         lines.append("| %s | %d | %.1f | %.1f | **%s** | %.1f (%.1f) | %.0f%% | **%s** | %.1f | %.1f | **%s** | %.0f | %.1f | "
                      "%.3fx | %.0f | %.0f | %.2fx |" % (
-                         d + (" (avx2)" if isa == "avx2" else ""), t, m["lld"], m["md"], per_round(c["dr"], "%.2fx"),
+                         label(d, isa), t, m["lld"], m["md"], per_round(c["dr"], "%.2fx"),
                          m["bound"], m["bw"], m["llpct"], per_round(c["mepct"], "%.0f%%"), m["llp"], m["mp"],
                          per_round(c["pr"], "%.2fx"), m["lload"], m["mload"], m["lr"], m["llrss"], m["merss"], m["rr"]))
     with open(os.path.join(HERE, "llamacpp-comparison.md"), "w") as f:
@@ -161,7 +162,7 @@ def main():
     with open(os.path.join(HERE, "llamacpp-comparison.json"), "w") as f:
         for (d, t, isa), rounds in rows.items():
             for k, r in enumerate(rounds):
-                f.write(json.dumps({"weights": d + (" (avx2)" if isa == "avx2" else ""), "threads": t, "round": k + 1,
+                f.write(json.dumps({"weights": label(d, isa), "threads": t, "round": k + 1,
                                     "llama.cpp": r["llama.cpp"], "mobilellm": r["mobilellm"]}) + "\n")
     print("\n".join(lines))
 
