@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "mobilellm/memory.h"
+
 namespace mobilellm {
 
 using format::FileHeader;
@@ -91,14 +93,15 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     ::close(fd);
     return fail("file is empty: expected a .mlm model file");
   }
-  int flags = MAP_PRIVATE;
-#ifdef MAP_POPULATE
-  if (options.preload) flags |= MAP_POPULATE;
-#endif
-  void* map = ::mmap(nullptr, size, PROT_READ, flags, fd, 0);
+  void* map = MapFileHugeAligned(fd, size);  // 2 MiB pages where the page cache has them
   ::close(fd);
   if (map == MAP_FAILED) return fail(std::string("mmap failed: ") + std::strerror(errno));
-  if (options.preload) ::mlock(map, size);  // best effort: RLIMIT_MEMLOCK may refuse
+  // Preload: mlock faults every page in and keeps it; where RLIMIT_MEMLOCK refuses, touch them.
+  // (Not MAP_POPULATE: it would fault the pages in before the huge-page advice was given.)
+  if (options.preload && ::mlock(map, size) != 0) {
+    volatile uint8_t sink = 0;
+    for (uint64_t i = 0; i < size; i += 4096) sink = sink + static_cast<const uint8_t*>(map)[i];
+  }
 
   std::unique_ptr<ModelFile> file(new ModelFile());
   file->path_ = path;
@@ -305,6 +308,49 @@ Status WriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::
   return {};
 }
 
+// Writes a file front to back in whole 2 MiB pieces at 2 MiB offsets (the last one shorter), so a
+// kernel with large page-cache folios caches the new file in 2 MiB folios, which the loader then
+// maps with 2 MiB pages (memory.h). Written tensor by tensor, the same bytes stay cached in small
+// folios until evicted, and decode streamed them ~15-20% slower here.
+class ChunkedWriter {
+ public:
+  static constexpr uint64_t kChunk = kHugePage;
+  ChunkedWriter(int fd, const std::string& path) : fd_(fd), path_(path), chunk_(kChunk, 0) {}
+
+  // Appends bytes at `offset` (>= everything appended before; the gap is zeros).
+  Status Put(uint64_t offset, const uint8_t* p, uint64_t n) {
+    while (n > 0) {
+      MOBILELLM_RETURN_IF_ERROR(Advance(offset));
+      const uint64_t in_chunk = offset - start_, take = std::min(n, kChunk - in_chunk);
+      std::memcpy(&chunk_[in_chunk], p, take);
+      end_ = in_chunk + take;
+      p += take, n -= take, offset += take;
+    }
+    return {};
+  }
+  Status Finish() { return Flush(); }
+
+ private:
+  // Makes the chunk holding `offset` the current one, writing out the ones before it.
+  Status Advance(uint64_t offset) {
+    if (offset < start_ + kChunk) return {};
+    MOBILELLM_RETURN_IF_ERROR(Flush());
+    start_ = offset / kChunk * kChunk;
+    return {};
+  }
+  Status Flush() {
+    if (end_ == 0) return {};
+    MOBILELLM_RETURN_IF_ERROR(WriteAll(fd_, chunk_.data(), end_, start_, path_));
+    std::fill(chunk_.begin(), chunk_.begin() + ptrdiff_t(end_), uint8_t(0));
+    end_ = 0;
+    return {};
+  }
+  int fd_;
+  const std::string& path_;
+  std::vector<uint8_t> chunk_;
+  uint64_t start_ = 0, end_ = 0;  // the current chunk's file offset; bytes filled in it
+};
+
 }  // namespace
 
 Status ModelWriter::Write(const std::string& path, bool overwrite, const Progress& progress) const {
@@ -355,17 +401,19 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
     return abort(Status::Error(tmp + ": cannot size the file: " + std::strerror(errno)));
 
   std::vector<uint8_t> buf(max_bytes);
+  ChunkedWriter out(fd, tmp);
   uint64_t done = 0;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     TensorEntry& e = table[i];
     Status s = tensors_[i].fill(buf.data());
     if (!s.ok()) return abort(s);
     e.crc32 = Crc32(buf.data(), e.nbytes);
-    s = WriteAll(fd, buf.data(), e.nbytes, e.offset, tmp);
+    s = out.Put(e.offset, buf.data(), e.nbytes);
     if (!s.ok()) return abort(s);
     done += e.nbytes;
     if (progress) progress(done, total);
   }
+  if (Status s = out.Finish(); !s.ok()) return abort(s);
 
   FileHeader h;
   std::memset(&h, 0, sizeof(h));

@@ -1,7 +1,9 @@
 // The .mlm format: a round trip, and one test per corruption the loader must name.
+#include <cstdint>
 #include <cstring>
 #include <functional>
 
+#include "mobilellm/memory.h"
 #include "mobilellm/model_file.h"
 #include "test_util.h"
 
@@ -69,6 +71,43 @@ TEST(Format, RoundTrip) {
   }
   EXPECT_EQ(file.Bytes(*file.Find("tokenizer")), "spm!!");
   EXPECT_TRUE(file.Verify().ok());
+}
+
+// The writer stages the file in 2 MiB pieces (so the page cache can hold it in 2 MiB folios) and
+// the loader maps it at a 2 MiB boundary: a file of several pieces, with tensors that straddle
+// them, reads back byte for byte.
+TEST(Format, RoundTripAcrossWritePieces) {
+  TempDir dir;
+  ModelConfig c = TinyConfig();
+  c.vocab_size = 40000, c.dim = 64, c.ffn_dim = 96, c.head_dim = 32;  // embedding: 10.2 MB of f32
+  const std::string path = WriteTiny(dir, c);
+  auto f = ModelFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const ModelFile& file = **f;
+  EXPECT_GT(file.size(), 5 * kHugePage);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(&file.header()) % kHugePage, 0u);
+  int i = 0;
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const Tensor t = file.View(*file.Find(spec.name));
+    EXPECT_EQ(t.f32()[0], float(i)) << spec.name;
+    EXPECT_FLOAT_EQ(t.f32()[t.numel() - 1], float(i) + 0.001f * float(t.numel() - 1));
+    ++i;
+  }
+  EXPECT_EQ(file.Bytes(*file.Find("tokenizer")), "spm!!");
+  EXPECT_TRUE(file.Verify().ok());
+}
+
+TEST(Memory, PageBufferIsAlignedZeroedAndWritable) {
+  for (const bool huge : {true, false}) {
+    PageBuffer b(3 * kHugePage + 5, huge);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(b.data()) % kHugePage, 0u);
+    EXPECT_EQ(b.size(), 3 * kHugePage + 5);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < b.size(); i += 4093) nonzero += b.data()[i] != 0;
+    EXPECT_EQ(nonzero, 0u);
+    std::memset(b.data(), 7, b.size());
+    EXPECT_EQ(b.data()[b.size() - 1], 7);
+  }
 }
 
 TEST(Format, WriterRefusesToOverwriteAndLeavesNothingOnFailure) {

@@ -34,7 +34,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
 class ModelFile {
  public:
   struct Options {
-    bool preload = false;  // fault every page in now (MAP_POPULATE) and try to mlock them
+    bool preload = false;  // fault every page in now and try to mlock them
   };
 
   static Result<std::unique_ptr<ModelFile>> Open(const std::string& path, Options options);

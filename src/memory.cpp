@@ -1,0 +1,64 @@
+// 2 MiB-aligned mappings advised for transparent huge pages (memory.h).
+#include "mobilellm/memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <new>
+
+namespace mobilellm {
+
+namespace {
+
+// Reserves size + 2 MiB of address space and returns the 2 MiB-aligned address inside it; *area
+// is the reservation, to trim or release.
+uint8_t* ReserveAligned(size_t size, void** area) {
+  *area = ::mmap(nullptr, size + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (*area == MAP_FAILED) return nullptr;
+  uint8_t* lo = static_cast<uint8_t*>(*area);
+  return lo + (kHugePage - reinterpret_cast<uintptr_t>(lo) % kHugePage) % kHugePage;
+}
+
+void Advise(void* p, size_t size, bool huge) {
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+  ::madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice: failure = 4 KiB pages
+#else
+  (void)p, (void)size, (void)huge;
+#endif
+}
+
+}  // namespace
+
+void* MapFileHugeAligned(int fd, uint64_t size) {
+  void* area;
+  uint8_t* at = ReserveAligned(size_t(size), &area);
+  if (!at) return ::mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
+  void* map = ::mmap(at, size_t(size), PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  uint8_t* const lo = static_cast<uint8_t*>(area);
+  if (map == MAP_FAILED) {
+    ::munmap(area, size_t(size) + kHugePage);
+    return map;
+  }
+  // Give back the reservation on both sides of the mapping.
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t head = size_t(at - lo), end = head + (size_t(size) + page - 1) / page * page;
+  if (head > 0) ::munmap(lo, head);
+  if (end < size_t(size) + kHugePage) ::munmap(lo + end, size_t(size) + kHugePage - end);
+  Advise(map, size_t(size), true);
+  return map;
+}
+
+PageBuffer::PageBuffer(size_t size, bool huge) : size_(size) {
+  map_size_ = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  void* p = ::mmap(nullptr, map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  map_ = static_cast<uint8_t*>(p);
+  data_ = map_ + (kHugePage - reinterpret_cast<uintptr_t>(map_) % kHugePage) % kHugePage;
+  Advise(data_, map_size_ - kHugePage, huge);
+}
+
+PageBuffer::~PageBuffer() {
+  if (map_) ::munmap(map_, map_size_);
+}
+
+}  // namespace mobilellm
