@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mobilellm/kernels.h"
+#include "mobilellm/memory.h"
 #include "mobilellm/quantize.h"
 #include "mobilellm/tensor.h"
 
@@ -68,8 +69,10 @@ void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::
   const char* arena_env = std::getenv("MOBILELLM_BENCH_ARENA_MIB");
   const size_t arena_bytes = size_t(arena_env ? std::atoi(arena_env) : 256) << 20;
   const size_t copies = n_tokens == 1 ? std::max<size_t>(1, arena_bytes / one.size()) : 1;
-  std::vector<uint8_t> arena(one.size() * copies);
-  for (size_t c = 0; c < copies; ++c) std::memcpy(&arena[c * one.size()], one.data(), one.size());
+  // Held as the engine holds weights (memory.h): on 2 MiB pages where the kernel gives them.
+  PageBuffer arena(one.size() * copies);
+  for (size_t c = 0; c < copies; ++c)
+    std::memcpy(arena.data() + c * one.size(), one.data(), one.size());
   const auto x = Random(size_t(n_tokens) * cols, 2);
   std::vector<int8_t> xq(x.size());
   std::vector<float> xd(x.size() / 32 + 1), y(size_t(n_tokens) * rows);
@@ -79,7 +82,7 @@ void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::
   const MatmulInput in{x.data(), xq.data(), xd.data(), n_tokens, cols};
   size_t c = 0;
   for (auto _ : state) {
-    const WeightView w{&arena[c * one.size()], dt, rows, cols, layout};
+    const WeightView w{arena.data() + c * one.size(), dt, rows, cols, layout};
     k->matmul[WeightTypeIndex(dt)](in, w, 0, rows, y.data(), rows);
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % copies;
