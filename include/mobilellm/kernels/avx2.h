@@ -403,10 +403,11 @@ inline __m256i PanelGroup(const uint8_t* q, int g, int h) {
 // of rows 0-7 (*i0) and 8-15 (*i1). wg(g, h) yields group g of rows 8h..8h+7. 4 activation bytes,
 // broadcast once, serve both halves. q4_0 nibbles are maddubs's unsigned operand as stored (q + 8;
 // the offset, x_start = -8 * sum x, seeds the accumulator) and a block's 8 products fit int16
-// before one madd; q8_0 uses the |x|, sign(w, x) form (x_start unused).
+// before one madd; q8_0 uses the |x|, sign(w, x) form (x_start unused), with |x| read from
+// xb_abs when the caller made it once for many rows (prefill), else computed here.
 template <DType kW, typename GroupFn>
 inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, __m256i* i0,
-                          __m256i* i1) {
+                          __m256i* i1, const int8_t* xb_abs = nullptr) {
   if constexpr (kW == DType::kQ4_0) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0;
     for (int g = 0; g < 8; ++g) {
@@ -424,7 +425,15 @@ inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, 
     for (int g = 0; g < 8; ++g) {
       int32_t x4;
       std::memcpy(&x4, xb + 4 * g, 4);
-      const __m256i xv = _mm256_set1_epi32(x4), xa = _mm256_sign_epi8(xv, xv);
+      const __m256i xv = _mm256_set1_epi32(x4);
+      __m256i xa;
+      if (xb_abs) {
+        int32_t a4;
+        std::memcpy(&a4, xb_abs + 4 * g, 4);
+        xa = _mm256_set1_epi32(a4);
+      } else {
+        xa = _mm256_sign_epi8(xv, xv);
+      }
       a0 = _mm256_add_epi32(a0, DotBlock(xa, xv, wg(g, 0)));
       a1 = _mm256_add_epi32(a1, DotBlock(xa, xv, wg(g, 1)));
     }
@@ -524,6 +533,13 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
         }
         for (int t = t0; t < t1; ++t) {
           const int8_t* xt = in.q + int64_t(t) * cols;
+          // q8_0: this token's |x| for the chunk, made once for the 16 rows (the ALU is the limit).
+          alignas(32) int8_t x_abs[kW == DType::kQ8_0 ? kChunk * 32 : 1];
+          if constexpr (kW == DType::kQ8_0)
+            for (int j = 0; j < n; ++j)
+              _mm256_store_si256(reinterpret_cast<__m256i*>(x_abs + 32 * j),
+                                 _mm256_abs_epi8(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(xt + (b0 + j) * 32))));
           __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
           for (int j = 0; j < n; ++j) {
             const int b = b0 + j;
@@ -532,7 +548,8 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
                 [&](int g, int h) {
                   return _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g][h]));
                 },
-                xt + int64_t(b) * 32, kW == DType::kQ4_0 ? x_start[t - t0][b] : 0, &i0, &i1);
+                xt + int64_t(b) * 32, kW == DType::kQ4_0 ? x_start[t - t0][b] : 0, &i0, &i1,
+                kW == DType::kQ8_0 ? x_abs + 32 * j : nullptr);
             const __m256 dx = _mm256_set1_ps(in.d[int64_t(t) * nb + b]);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
                                    _mm256_mul_ps(_mm256_load_ps(row_scale[j][0]), dx), acc0);
