@@ -125,7 +125,8 @@ def main():
              "round's value." % a.rounds, "",
              "Bound: the weight bytes one decode step reads (ours: %s) over this machine's read bandwidth for a buffer of that "
              "size with the same thread count (`build/bench/bandwidth --reps 5 --min-ms 200`: the median over 5 repetitions of "
-             "the best of three read patterns, each sustained for 200 ms; measured just before and just after each of our "
+             "the best of three read patterns on 4 KiB and on 2 MiB pages (the engine maps its weights on 2 MiB pages where "
+             "the kernel gives them), each sustained for 200 ms; measured just before and just after each of our "
              "runs, the higher of the two), i.e. the fastest decode that only streams the weights; the percentages put both "
              "engines against it." % ", ".join(
                  "%s %.1f MB" % (d, r[0]["mobilellm"]["weight_bytes"] / 1e6)
