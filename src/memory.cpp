@@ -4,7 +4,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <new>
+#include <sstream>
+#include <string>
 
 namespace mobilellm {
 
@@ -46,6 +50,29 @@ void* MapFileHugeAligned(int fd, uint64_t size) {
   if (end < size_t(size) + kHugePage) ::munmap(lo + end, size_t(size) + kHugePage - end);
   Advise(map, size_t(size), true);
   return map;
+}
+
+uint64_t HugePageBytes(const void* p, size_t size) {
+  std::ifstream smaps("/proc/self/smaps");
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + size;
+  uint64_t kib = 0;
+  bool inside = false;
+  std::string line;
+  while (std::getline(smaps, line)) {
+    unsigned long long start, end;
+    char dash;
+    std::istringstream header(line);
+    if (line.find(':') > line.find(' ') && header >> std::hex >> start >> dash >> end &&
+        dash == '-') {  // "start-end perms offset dev inode path" opens a mapping's block
+      inside = start < hi && end > lo;
+      continue;
+    }
+    if (!inside) continue;
+    for (const char* field : {"FilePmdMapped:", "AnonHugePages:"}) {
+      if (line.rfind(field, 0) == 0) kib += std::stoull(line.substr(std::strlen(field)));
+    }
+  }
+  return kib * 1024;
 }
 
 PageBuffer::PageBuffer(size_t size, bool huge) : size_(size) {

@@ -1,5 +1,6 @@
 // The .mlm format: a round trip, and one test per corruption the loader must name.
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -107,6 +108,15 @@ TEST(Memory, PageBufferIsAlignedZeroedAndWritable) {
     EXPECT_EQ(nonzero, 0u);
     std::memset(b.data(), 7, b.size());
     EXPECT_EQ(b.data()[b.size() - 1], 7);
+    // Counted over the whole mapping (2 MiB of slack included); never for a 4 KiB-page buffer.
+    // Whether THP gives 2 MiB pages depends on the kernel and its free memory: not asserted.
+    const uint64_t huge_bytes = HugePageBytes(b.data(), b.size());
+    EXPECT_LE(huge_bytes, 5 * kHugePage);
+    if (!huge) {
+      EXPECT_EQ(huge_bytes, 0u);
+    }
+    std::printf("PageBuffer(huge=%d): %llu bytes on 2 MiB pages\n", int(huge),
+                static_cast<unsigned long long>(huge_bytes));
   }
 }
 

@@ -22,6 +22,11 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // MAP_FAILED with errno set on failure; release with munmap(ptr, size).
 void* MapFileHugeAligned(int fd, uint64_t size);
 
+// Bytes of the mappings overlapping [p, p + size) that are mapped by 2 MiB pages right now (file
+// or anonymous), from /proc/self/smaps; 0 where that is unavailable. Pages map lazily, so ask
+// after they were touched. Reads procfs: for diagnostics (generate -v, bench), not hot paths.
+uint64_t HugePageBytes(const void* p, size_t size);
+
 // An anonymous, zero-filled, 2 MiB-aligned buffer, faulted in on first touch. With huge = true
 // it is advised MADV_HUGEPAGE; with false, MADV_NOHUGEPAGE (4 KiB pages, for comparisons).
 // Throws std::bad_alloc when the mapping fails.

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
 
 namespace mobilellm::cli {
@@ -98,6 +99,9 @@ nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threa
     prefill.push_back(a.n_prompt * 1000.0 / Ms(t0, t1));
     if (a.n_gen > 0) decode.push_back(a.n_gen * 1000.0 / Ms(t1, t2));
   }
+  // After decode has touched every weight: how many of them 2 MiB pages map (memory.h).
+  row["weights_2m_pages_MiB"] =
+      HugePageBytes(&(*model)->file().header(), (*model)->file().size()) / 1048576.0;
   // Warm load: the file is in the page cache now.
   const auto w0 = Clock::now();
   auto again = Model::Load(path);

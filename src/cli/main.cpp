@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "bench.h"
+#include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
 
 #ifndef MOBILELLM_SOURCE_DIR
@@ -240,6 +241,11 @@ int RunGenerate(GenerateArgs& a) {
                "stop: %s\n",
                load_ms, r.prompt_ids.size(), prefill_tps, r.ids.size(), decode_tps,
                StopReasonName(r.stop_reason));
+  if (a.verbose) {  // now that decode has touched them: how many weights sit on 2 MiB pages
+    const ModelFile& f = model->file();
+    std::fprintf(stderr, "weights: %.1f of %.1f MiB mapped by 2 MiB pages\n",
+                 HugePageBytes(&f.header(), f.size()) / 1048576.0, f.size() / 1048576.0);
+  }
   return 0;
 }
 
@@ -358,7 +364,9 @@ int main(int argc, char** argv) {
   gen->add_option("--stop", g.stop, "Stop when this string is generated (repeatable)");
   gen->add_flag("--json", g.json, "Print one JSON object (ids, text, timings) instead of the text");
   gen->add_flag("--preload", g.preload, "Fault in and lock all weights at load");
-  gen->add_flag("-v,--verbose", g.verbose, "Print the kernel table, CPU features and threads");
+  gen->add_flag("-v,--verbose", g.verbose,
+                "Print the kernel table, CPU features and threads; at the end, how much of the "
+                "weights 2 MiB pages map");
 
   TokenizeArgs tk;
   auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text");
