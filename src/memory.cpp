@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <new>
@@ -69,7 +70,8 @@ uint64_t HugePageBytes(const void* p, size_t size) {
     }
     if (!inside) continue;
     for (const char* field : {"FilePmdMapped:", "AnonHugePages:"}) {
-      if (line.rfind(field, 0) == 0) kib += std::stoull(line.substr(std::strlen(field)));
+      if (line.rfind(field, 0) == 0)
+        kib += std::strtoull(line.c_str() + std::strlen(field), nullptr, 10);
     }
   }
   return kib * 1024;

@@ -3,8 +3,8 @@
 //
 // Why it matters: decode reads every weight once per token, and on 4 KiB pages the hardware
 // prefetchers stop at each page boundary while physically scattered pages break up the stream.
-// Measured on a Zen 4 core (bench/bandwidth): 21-23 GB/s over 4 KiB pages, 31-35 GB/s over 2 MiB
-// pages for the same 70 MB read. Elsewhere (no THP, other OSes) the advice is ignored and these
+// Measured on a Zen 4 core (bench/bandwidth, 76 MiB): 21-25 GB/s over 4 KiB pages, 29-35 GB/s
+// over 2 MiB pages. Elsewhere (no THP, other OSes) the advice is ignored and these
 // are plain page-aligned mappings.
 #pragma once
 
