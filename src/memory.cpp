@@ -15,10 +15,10 @@ namespace mobilellm {
 
 namespace {
 
-// Reserves size + 2 MiB of address space and returns the 2 MiB-aligned address inside it; *area
-// is the reservation, to trim or release.
-uint8_t* ReserveAligned(size_t size, void** area) {
-  *area = ::mmap(nullptr, size + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+// Maps size + 2 MiB of anonymous memory with `prot` and returns the 2 MiB-aligned address inside
+// it (nullptr on failure); *area is the whole mapping, to trim or release.
+uint8_t* MapAnonymousAligned(size_t size, int prot, void** area) {
+  *area = ::mmap(nullptr, size + kHugePage, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (*area == MAP_FAILED) return nullptr;
   uint8_t* lo = static_cast<uint8_t*>(*area);
   return lo + (kHugePage - reinterpret_cast<uintptr_t>(lo) % kHugePage) % kHugePage;
@@ -35,8 +35,8 @@ void Advise(void* p, size_t size, bool huge) {
 }  // namespace
 
 void* MapFileHugeAligned(int fd, uint64_t size) {
-  void* area;
-  uint8_t* at = ReserveAligned(size_t(size), &area);
+  void* area;  // a PROT_NONE reservation, replaced by the file mapping at its aligned address
+  uint8_t* at = MapAnonymousAligned(size_t(size), PROT_NONE, &area);
   if (!at) return ::mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
   void* map = ::mmap(at, size_t(size), PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
   uint8_t* const lo = static_cast<uint8_t*>(area);
@@ -78,12 +78,13 @@ uint64_t HugePageBytes(const void* p, size_t size) {
 }
 
 PageBuffer::PageBuffer(size_t size, bool huge) : size_(size) {
-  map_size_ = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
-  void* p = ::mmap(nullptr, map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  map_ = static_cast<uint8_t*>(p);
-  data_ = map_ + (kHugePage - reinterpret_cast<uintptr_t>(map_) % kHugePage) % kHugePage;
-  Advise(data_, map_size_ - kHugePage, huge);
+  const size_t whole_pages = (size + kHugePage - 1) / kHugePage * kHugePage;
+  void* area;
+  data_ = MapAnonymousAligned(whole_pages, PROT_READ | PROT_WRITE, &area);
+  if (!data_) throw std::bad_alloc();
+  map_ = static_cast<uint8_t*>(area);
+  map_size_ = whole_pages + kHugePage;
+  Advise(data_, whole_pages, huge);
 }
 
 PageBuffer::~PageBuffer() {

@@ -47,6 +47,22 @@ std::string WriteTiny(const TempDir& dir, const ModelConfig& c = TinyConfig()) {
   return path;
 }
 
+// The contents WriteTiny wrote for config c, read back through the loader's mapping.
+void ExpectTinyContents(const ModelFile& file, const ModelConfig& c) {
+  int i = 0;
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const format::TensorEntry* e = file.Find(spec.name);
+    ASSERT_NE(e, nullptr) << spec.name;
+    EXPECT_EQ(e->offset % format::kDefaultAlignment, 0u);
+    const Tensor t = file.View(*e);
+    EXPECT_EQ(t.f32()[0], float(i)) << spec.name;
+    EXPECT_FLOAT_EQ(t.f32()[t.numel() - 1], float(i) + 0.001f * float(t.numel() - 1));
+    ++i;
+  }
+  EXPECT_EQ(file.Bytes(*file.Find("tokenizer")), "spm!!");
+  EXPECT_TRUE(file.Verify().ok());
+}
+
 TEST(Format, RoundTrip) {
   TempDir dir;
   const ModelConfig c = TinyConfig();
@@ -60,18 +76,7 @@ TEST(Format, RoundTrip) {
   EXPECT_TRUE(file.config().tied_head);
   EXPECT_EQ(file.entries().size(), ExpectedTensors(c).size() + 1);
   EXPECT_EQ(file.header().alignment, format::kDefaultAlignment);
-  int i = 0;
-  for (const TensorSpec& spec : ExpectedTensors(c)) {
-    const format::TensorEntry* e = file.Find(spec.name);
-    ASSERT_NE(e, nullptr) << spec.name;
-    EXPECT_EQ(e->offset % format::kDefaultAlignment, 0u);
-    const Tensor t = file.View(*e);
-    EXPECT_EQ(t.f32()[0], float(i));
-    EXPECT_FLOAT_EQ(t.f32()[t.numel() - 1], float(i) + 0.001f * float(t.numel() - 1));
-    ++i;
-  }
-  EXPECT_EQ(file.Bytes(*file.Find("tokenizer")), "spm!!");
-  EXPECT_TRUE(file.Verify().ok());
+  ExpectTinyContents(file, c);
 }
 
 // The writer stages the file in 2 MiB pieces (so the page cache can hold it in 2 MiB folios) and
@@ -87,15 +92,7 @@ TEST(Format, RoundTripAcrossWritePieces) {
   const ModelFile& file = **f;
   EXPECT_GT(file.size(), 5 * kHugePage);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(&file.header()) % kHugePage, 0u);
-  int i = 0;
-  for (const TensorSpec& spec : ExpectedTensors(c)) {
-    const Tensor t = file.View(*file.Find(spec.name));
-    EXPECT_EQ(t.f32()[0], float(i)) << spec.name;
-    EXPECT_FLOAT_EQ(t.f32()[t.numel() - 1], float(i) + 0.001f * float(t.numel() - 1));
-    ++i;
-  }
-  EXPECT_EQ(file.Bytes(*file.Find("tokenizer")), "spm!!");
-  EXPECT_TRUE(file.Verify().ok());
+  ExpectTinyContents(file, c);
 }
 
 TEST(Memory, PageBufferIsAlignedZeroedAndWritable) {
