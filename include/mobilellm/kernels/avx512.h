@@ -166,41 +166,46 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
   for (int b = 0; b < nb; ++b) x_start[b] = -kOffset * avx2::BlockSum(in.q + b * 32);
   // No software prefetch: the stream is sequential, and Zen 4's prefetchers keep up with it
   // (measured: prefetching 1-4 KB ahead cost 10-20%).
+  // acc + block b of 16 rows: its 16 dot products, scaled.
+  const auto block_dot = [&](__m512 acc, const uint8_t* block, int b) {
+    const uint8_t* q = block + 2 * format::kPanelRows;
+    const int8_t* xb = in.q + b * 32;
+    __m512i a0 = _mm512_set1_epi32(x_start[b]), a1 = _mm512_setzero_si512();
+    for (int g = 0; g < 8; g += 2) {
+      int32_t x0, x1;
+      std::memcpy(&x0, xb + 4 * g, 4);
+      std::memcpy(&x1, xb + 4 * g + 4, 4);
+      if constexpr (kW == DType::kQ4_0) {
+        // Groups g and g + 1 share 64 bytes (low and high nibbles). The high nibbles go in
+        // unshifted, as 16 * q: vpdpbusd does not saturate, and one shift per block undoes it.
+        // The empty asm keeps the 64 bytes in a register: GCC otherwise folds the load into both
+        // ANDs, and the doubled zmm loads, not vpdpbusd, then bound the loop.
+        __m512i bytes = _mm512_loadu_si512(q + 32 * g);
+        __asm__("" : "+v"(bytes));
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(bytes, _mm512_set1_epi8(0x0F)),
+                                 _mm512_set1_epi32(x0));
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(bytes, _mm512_set1_epi8(char(0xF0))),
+                                 _mm512_set1_epi32(x1));
+      } else {
+        a0 = _mm512_dpbusd_epi32(a0, PanelGroup<kW>(q, g), _mm512_set1_epi32(x0));
+        a1 = _mm512_dpbusd_epi32(a1, PanelGroup<kW>(q, g + 1), _mm512_set1_epi32(x1));
+      }
+    }
+    if constexpr (kW == DType::kQ4_0) a1 = _mm512_srai_epi32(a1, 4);  // exact: all 16 * q * x
+    const __m512 sc =
+        _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))),
+                      _mm512_set1_ps(in.d[b]));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), sc, acc);
+  };
   const uint8_t* block = ref::PanelBlock(w, r0, 0);
   for (int r = r0; r < r1; r += format::kPanelRows) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    for (int b = 0; b < nb; ++b, block += block_bytes) {
-      const uint8_t* q = block + 2 * format::kPanelRows;
-      const int8_t* xb = in.q + b * 32;
-      __m512i a0 = _mm512_set1_epi32(x_start[b]), a1 = _mm512_setzero_si512();
-      for (int g = 0; g < 8; g += 2) {
-        int32_t x0, x1;
-        std::memcpy(&x0, xb + 4 * g, 4);
-        std::memcpy(&x1, xb + 4 * g + 4, 4);
-        if constexpr (kW == DType::kQ4_0) {
-          // Groups g and g + 1 share 64 bytes (low and high nibbles). The high nibbles go in
-          // unshifted, as 16 * q: vpdpbusd does not saturate, and one shift per block undoes it.
-          const __m512i bytes = _mm512_loadu_si512(q + 32 * g);
-          a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(bytes, _mm512_set1_epi8(0x0F)),
-                                   _mm512_set1_epi32(x0));
-          a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(bytes, _mm512_set1_epi8(char(0xF0))),
-                                   _mm512_set1_epi32(x1));
-        } else {
-          a0 = _mm512_dpbusd_epi32(a0, PanelGroup<kW>(q, g), _mm512_set1_epi32(x0));
-          a1 = _mm512_dpbusd_epi32(a1, PanelGroup<kW>(q, g + 1), _mm512_set1_epi32(x1));
-        }
-      }
-      if constexpr (kW == DType::kQ4_0) a1 = _mm512_srai_epi32(a1, 4);  // exact: all 16 * q * x
-      const __m512 sc = _mm512_mul_ps(
-          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))),
-          _mm512_set1_ps(in.d[b]));
-      const __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1));
-      if (b % 2 == 0) {
-        acc0 = _mm512_fmadd_ps(v, sc, acc0);
-      } else {
-        acc1 = _mm512_fmadd_ps(v, sc, acc1);
-      }
+    int b = 0;
+    for (; b + 2 <= nb; b += 2, block += 2 * block_bytes) {  // two chains, no parity branch
+      acc0 = block_dot(acc0, block, b);
+      acc1 = block_dot(acc1, block + block_bytes, b + 1);
     }
+    if (b < nb) acc0 = block_dot(acc0, block, b), block += block_bytes;
     _mm512_storeu_ps(y + r, _mm512_add_ps(acc0, acc1));
   }
 }
