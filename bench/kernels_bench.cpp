@@ -126,7 +126,8 @@ void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys, bool f
   const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
   std::vector<float> scores(size_t(n_q) * n_keys), out(size_t(n_q) * hd);
   for (auto _ : state) {
-    k->attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data());
+    k->attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data(),
+                   nullptr);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }

@@ -16,6 +16,15 @@
 #include "mobilellm/threadpool.h"
 
 namespace mobilellm {
+namespace {
+// Decode attention split over runs of keys (Session::Impl::Attention): no run shorter than this,
+// where the merge and the extra parallel item would cost more than the run.
+constexpr int kMinAttnKeys = 32;
+// Slots for the runs' partial outputs: (token, KV head, run) items, a few per thread.
+constexpr int MaxAttnParts(int n_threads) {
+  return 4 * n_threads;
+}
+}  // namespace
 
 struct Model::Weights {
   struct Block {
@@ -151,6 +160,9 @@ struct Session::Impl {
   std::vector<float> hb2;     // [n_batch, ffn_dim] up
   std::vector<float> kb, vb;  // [n_batch, kv_dim] new keys and values, before the cache
   std::vector<float> scores;  // [n_threads, n_heads / n_kv_heads, n_ctx]
+  // Decode attention split over runs of keys: each part's output and log-sum-exp, per head.
+  std::vector<float> att_parts;  // [MaxAttnParts(n_threads), n_heads / n_kv_heads, head_dim]
+  std::vector<float> lse_parts;  // [MaxAttnParts(n_threads), n_heads / n_kv_heads]
   std::vector<int8_t> xq;     // [n_batch, max(dim, q_dim, ffn_dim)] int8 blocks of a matmul input
   std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
@@ -282,6 +294,8 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
     m.hb.resize(b * c.ffn_dim), m.hb2.resize(b * c.ffn_dim);
     m.kb.resize(b * c.kv_dim()), m.vb.resize(b * c.kv_dim());
     m.scores.resize(size_t(o.n_threads) * (c.n_heads / c.n_kv_heads) * o.n_ctx);
+    m.att_parts.resize(size_t(MaxAttnParts(o.n_threads)) * (c.n_heads / c.n_kv_heads) * c.head_dim);
+    m.lse_parts.resize(size_t(MaxAttnParts(o.n_threads)) * (c.n_heads / c.n_kv_heads));
     const size_t widest = size_t(std::max({c.dim, c.q_dim(), c.ffn_dim}));
     m.xq.resize(b * widest);
     m.xd.resize(b * widest / format::kBlock + 1);
@@ -349,23 +363,45 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
   const ModelConfig& c = model->config();
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  // An item is a token's query heads that share a KV head (so the kernel reads each cached row
-  // once for all of them), cut into smaller runs of heads when that leaves too few items to keep
-  // every thread busy (decode on several threads).
-  int run = group;
-  while (run > 1 && pool->size() > 1 &&
-         n_tokens * c.n_kv_heads * ((group + run - 1) / run) < 3 * pool->size())
-    run = (run + 1) / 2;
-  const int runs = (group + run - 1) / run;
-  pool->ForEach(n_tokens * c.n_kv_heads * runs, [&](int i, int thread) {
-    const int t = i / (c.n_kv_heads * runs), kvh = i / runs % c.n_kv_heads,
-              h0 = kvh * group + i % runs * run;
-    const int n_q = std::min(run, (kvh + 1) * group - h0), n_keys = pos0 + t + 1;
-    k->attend[opt.kv_type == DType::kF16](&q[size_t(t) * c.q_dim() + h0 * hd], n_q,
-                                          KeyAt(layer, kvh, 0), ValueAt(layer, kvh, 0), n_keys, hd,
-                                          hd, scale, &scores[size_t(thread) * group * opt.n_ctx],
-                                          &att[size_t(t) * c.q_dim() + h0 * hd]);
+  const bool f16 = opt.kv_type == DType::kF16;
+  // An item is a token's query heads that share a KV head, so the kernel reads each cached row
+  // once for all of them. When that leaves too few items to keep every thread busy (decode on
+  // several threads: 3 KV heads of 125M on 2 threads), the keys are cut into runs too, each item
+  // attends to one run, and MergeAttention joins the runs' outputs: every cached row is still
+  // read once, by one thread.
+  const int items = n_tokens * c.n_kv_heads;
+  int parts = 1;
+  if (pool->size() > 1 && items < 3 * pool->size()) {
+    parts = std::min((3 * pool->size() + items - 1) / items, (pos0 + 1) / kMinAttnKeys);
+    parts = std::max(1, std::min(parts, MaxAttnParts(pool->size()) / items));
+  }
+  if (parts == 1) {
+    pool->ForEach(items, [&](int i, int thread) {
+      const int t = i / c.n_kv_heads, kvh = i % c.n_kv_heads, h0 = kvh * group;
+      k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyAt(layer, kvh, 0),
+                     ValueAt(layer, kvh, 0), pos0 + t + 1, hd, hd, scale,
+                     &scores[size_t(thread) * group * opt.n_ctx],
+                     &att[size_t(t) * c.q_dim() + h0 * hd], nullptr);
+    });
+    return;
+  }
+  // Item i = (token, KV head, part): part j of the token's n_keys keys, [n_keys * j / parts,
+  // n_keys * (j + 1) / parts), into slot i of att_parts / lse_parts.
+  pool->ForEach(items * parts, [&](int i, int thread) {
+    const int t = i / (c.n_kv_heads * parts), kvh = i / parts % c.n_kv_heads, j = i % parts;
+    const int n_keys = pos0 + t + 1, p0 = int(int64_t(n_keys) * j / parts),
+              p1 = int(int64_t(n_keys) * (j + 1) / parts), h0 = kvh * group;
+    k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyAt(layer, kvh, p0),
+                   ValueAt(layer, kvh, p0), p1 - p0, hd, hd, scale,
+                   &scores[size_t(thread) * group * opt.n_ctx], &att_parts[size_t(i) * group * hd],
+                   &lse_parts[size_t(i) * group]);
   });
+  for (int i = 0; i < items; ++i) {
+    const int t = i / c.n_kv_heads, h0 = i % c.n_kv_heads * group;
+    MergeAttention(&att_parts[size_t(i) * parts * group * hd],
+                   &lse_parts[size_t(i) * parts * group], parts, group, hd,
+                   &att[size_t(t) * c.q_dim() + h0 * hd]);
+  }
 }
 
 void Session::Impl::Forward(const int* ids, int n, int pos0) {

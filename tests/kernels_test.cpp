@@ -4,7 +4,9 @@
 // MobileLLM shapes. Tolerances: a dot product of n terms may differ from the reference by
 // summation order only, bounded by ~n * eps * sum|x_i * w_i|; elementwise ops by a few ulps;
 // exp-based ops (softmax, SiLU) by the SIMD exp's 2e-7 relative error plus rounding.
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -377,17 +379,70 @@ TEST_P(Kernels, Attend) {
           const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
           std::vector<float> scores(size_t(n_q) * n_keys + 1, kCanary), want_scores = scores;
           std::vector<float> got(size_t(n_q) * hd + 1, kCanary), want = got;
+          std::vector<float> got_lse(size_t(n_q) + 1, kCanary), want_lse = got_lse;
           const float scale = 1.0f / std::sqrt(float(hd));
+          // Without lse (the usual call), then with it: the same output both times.
           k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(),
-                          got.data());
+                          got.data(), nullptr);
+          const std::vector<float> got_plain = got;
+          k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(),
+                          got.data(), got_lse.data());
           Ref().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, want_scores.data(),
-                            want.data());
+                            want.data(), want_lse.data());
+          EXPECT_EQ(got, got_plain);
           for (int i = 0; i < n_q * hd; ++i)
             ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i])))
                 << "hd " << hd << " heads " << n_q << " keys " << n_keys << " i " << i;
+          for (int h = 0; h < n_q; ++h)
+            ASSERT_NEAR(got_lse[h], want_lse[h], 1e-5f * (1 + std::fabs(want_lse[h])))
+                << "hd " << hd << " heads " << n_q << " keys " << n_keys << " head " << h;
           EXPECT_EQ(got[size_t(n_q) * hd], kCanary);
+          EXPECT_EQ(got_lse[size_t(n_q)], kCanary);
           EXPECT_EQ(scores[size_t(n_q) * n_keys], kCanary);
         }
+}
+
+// Attention over all keys equals MergeAttention of attentions over runs of them (the engine's
+// multithreaded decode), for every cut, including runs of one key.
+TEST_P(Kernels, AttendSplitMerges) {
+  for (int f16 : {0, 1})
+    for (int n_keys : {2, 3, 64, 257}) {
+      const int hd = 64, n_q = 3, stride = hd;
+      const auto q = Random(size_t(n_q) * hd, 41 + n_keys);
+      const auto keys = Random(size_t(n_keys) * stride, 43, 2.0f);
+      const auto values = Random(size_t(n_keys) * stride, 47);
+      const auto keys16 = Encode(keys, DType::kF16), values16 = Encode(values, DType::kF16);
+      const size_t elem = f16 ? 2 : 4;
+      const auto* kp = f16 ? reinterpret_cast<const uint8_t*>(keys16.data())
+                           : reinterpret_cast<const uint8_t*>(keys.data());
+      const auto* vp = f16 ? reinterpret_cast<const uint8_t*>(values16.data())
+                           : reinterpret_cast<const uint8_t*>(values.data());
+      const float scale = 0.125f;
+      std::vector<float> scores(size_t(n_q) * n_keys), whole(size_t(n_q) * hd);
+      k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), whole.data(),
+                      nullptr);
+      for (const std::vector<int>& cuts :
+           std::vector<std::vector<int>>{{0, 1, n_keys},
+                                         {0, n_keys / 2, n_keys},
+                                         {0, n_keys - 1, n_keys},
+                                         {0, 1, n_keys / 2 + 1, n_keys}}) {
+        const int parts = int(cuts.size()) - 1;
+        if (!std::is_sorted(cuts.begin(), cuts.end(), std::less_equal<int>())) continue;  // empty
+        std::vector<float> outs(size_t(parts) * n_q * hd), lses(size_t(parts) * n_q);
+        for (int i = 0; i < parts; ++i) {
+          const size_t off = size_t(cuts[i]) * stride * elem;
+          k().attend[f16](q.data(), n_q, kp + off, vp + off, cuts[i + 1] - cuts[i], stride, hd,
+                          scale, scores.data(), &outs[size_t(i) * n_q * hd],
+                          &lses[size_t(i) * n_q]);
+        }
+        std::vector<float> merged(size_t(n_q) * hd + 1, kCanary);
+        MergeAttention(outs.data(), lses.data(), parts, n_q, hd, merged.data());
+        for (int i = 0; i < n_q * hd; ++i)
+          ASSERT_NEAR(merged[i], whole[i], 2e-6f * (1 + std::fabs(whole[i])))
+              << "keys " << n_keys << " parts " << parts << " cut " << cuts[1] << " i " << i;
+        EXPECT_EQ(merged[size_t(n_q) * hd], kCanary);
+      }
+    }
 }
 
 // The engine's tables, and test twins of tables this CPU may lack.

@@ -45,7 +45,7 @@ struct MatmulInput {
 using MatmulFn = void (*)(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                           int y_stride);
 using AttendFn = void (*)(const float* q, int n_q, const void* keys, const void* values, int n_keys,
-                          int stride, int hd, float scale, float* scores, float* out);
+                          int stride, int hd, float scale, float* scores, float* out, float* lse);
 
 // Weight types a kernel table serves, in table order.
 inline constexpr int kNumWeightTypes = 5;
@@ -94,7 +94,9 @@ struct KernelTable {
   // cached positions (rows of hd values, `stride` values apart). For each head h (q and out hold
   // the n_q heads back to back, hd values each): scores[p] = scale * q_h . key_p, softmax over p,
   // out_h = sum_p scores[p] * value_p. scores holds n_q * n_keys floats of scratch; out must not
-  // alias the inputs. Indexed by the cache type: [0] f32 keys/values, [1] f16 (uint16_t).
+  // alias the inputs. lse, when not null, gets each head's log sum_p exp(scores[p]) (before the
+  // softmax), which is what MergeAttention needs to join attention over parts of the keys.
+  // Indexed by the cache type: [0] f32 keys/values, [1] f16 (uint16_t).
   AttendFn attend[2];
   // Rotates n_heads heads of head_dim in place; cos/sin hold head_dim/2 values for this position.
   // style: format::RopeStyle.
@@ -103,6 +105,11 @@ struct KernelTable {
   // out[i] = x[i] as IEEE binary16, rounded to nearest even (F32ToF16): the f16 KV-cache write.
   void (*to_f16)(const float* x, int n, uint16_t* out);
 };
+
+// Attention over all the keys from `parts` attentions over disjoint runs of them (split-K, as in
+// flash-decoding): outs [parts][n_q * hd] and lses [parts][n_q] as attend wrote them; out gets
+// sum_i exp(lse_i - m) out_i / sum_i exp(lse_i - m), m the largest lse_i, per head.
+void MergeAttention(const float* outs, const float* lses, int parts, int n_q, int hd, float* out);
 
 // Every table compiled into this binary, reference first.
 const std::vector<const KernelTable*>& AllKernelTables();

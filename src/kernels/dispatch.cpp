@@ -1,4 +1,6 @@
 // Picks the kernel table once: the best one the CPU supports, or the one MOBILELLM_ISA forces.
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -39,6 +41,24 @@ const std::vector<const KernelTable*>& AllKernelTables() {
 #endif
   };
   return tables;
+}
+
+void MergeAttention(const float* outs, const float* lses, int parts, int n_q, int hd, float* out) {
+  for (int h = 0; h < n_q; ++h) {
+    float max = lses[h];
+    for (int i = 1; i < parts; ++i) max = std::max(max, lses[i * n_q + h]);
+    float total = 0.0f;
+    float* o = out + h * hd;
+    for (int j = 0; j < hd; ++j) o[j] = 0.0f;
+    for (int i = 0; i < parts; ++i) {
+      const float w = std::exp(lses[i * n_q + h] - max);
+      total += w;
+      const float* oi = outs + (i * n_q + h) * hd;
+      for (int j = 0; j < hd; ++j) o[j] += w * oi[j];
+    }
+    const float inv = 1.0f / total;
+    for (int j = 0; j < hd; ++j) o[j] *= inv;
+  }
 }
 
 const KernelTable& SelectKernels(std::string* error) {

@@ -682,7 +682,7 @@ inline void Axpy(float a, const float* x, float* y, int n) {
 // the keys and values (f32 or f16) stream past, so a position costs kH loads and FMAs per pass.
 template <int kH, DType kKV>
 void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
-                float scale, float* scores, float* out) {
+                float scale, float* scores, float* out, float* lse) {
   __m256 qv[kH], acc[kH];
   for (int i = 0; i < kH; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
   // q . key for one position, as 8 partial sums.
@@ -730,29 +730,31 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   }
   const __m256 inv = _mm256_set1_ps(1.0f / sum);
   for (int i = 0; i < kH; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+  if (lse) *lse = max + std::log(sum);
 }
 
 // One head, in registers for the head sizes MobileLLM uses; the reference otherwise.
 template <DType kKV>
 void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-               float scale, float* scores, float* out) {
+               float scale, float* scores, float* out, float* lse) {
   switch (hd) {
     case 32:
-      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
     case 64:
-      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
     case 128:
-      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
     default:
-      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
+      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
   }
 }
 
 // The heads of a group one by one (each reads the keys and values again, from cache).
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
-            int hd, float scale, float* scores, float* out) {
-  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
+            int hd, float scale, float* scores, float* out, float* lse) {
+  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
+                                   lse);
 }
 
 inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,

@@ -402,7 +402,7 @@ inline __m512 Load16(const void* p, int64_t i) {
 // and converts it kQ times in eight ymm. Scores of four positions reduce together per head.
 template <int kQ, DType kKV>
 void AttendGroup64(const float* q, const void* keys, const void* values, int n_keys, int stride,
-                   float scale, float* scores, float* out) {
+                   float scale, float* scores, float* out, float* lse) {
   __m512 qv[kQ][4];
   for (int h = 0; h < kQ; ++h)
     for (int i = 0; i < 4; ++i) qv[h][i] = _mm512_loadu_ps(q + 64 * h + 16 * i);
@@ -474,6 +474,7 @@ void AttendGroup64(const float* q, const void* keys, const void* values, int n_k
     float sum = avx2::HSum(sum8);
     for (; i < n_keys; ++i) sum += sh[i] = std::exp(sh[i] - max[h]);
     inv[h] = 1.0f / sum;
+    if (lse) lse[h] = max[h] + std::log(sum);
   }
   __m512 acc[kQ][4];
   for (int h = 0; h < kQ; ++h)
@@ -498,25 +499,25 @@ void AttendGroup64(const float* q, const void* keys, const void* values, int n_k
 // Head dim 64 (every MobileLLM v1 size) in groups of up to 4 heads; other sizes per head (AVX2).
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
-            int hd, float scale, float* scores, float* out) {
+            int hd, float scale, float* scores, float* out, float* lse) {
   if (hd != 64)
-    return avx2::Attend<kKV>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
+    return avx2::Attend<kKV>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
   for (int h = 0; h < n_q;) {
     const int n = std::min(4, n_q - h);
     const float* qh = q + 64 * h;
-    float *sh = scores + int64_t(h) * n_keys, *oh = out + 64 * h;
+    float *sh = scores + int64_t(h) * n_keys, *oh = out + 64 * h, *lh = lse ? lse + h : nullptr;
     switch (n) {
       case 4:
-        AttendGroup64<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        AttendGroup64<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       case 3:
-        AttendGroup64<3, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        AttendGroup64<3, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       case 2:
-        AttendGroup64<2, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        AttendGroup64<2, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       default:
-        AttendGroup64<1, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh);
+        AttendGroup64<1, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
     }
     h += n;
   }

@@ -573,7 +573,7 @@ inline void Axpy(float a, const float* x, float* y, int n) {
 // Attention for a head of kH x 4 values (f32 or f16 cache), query and output held in registers.
 template <int kH, DType kKV>
 void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
-                float scale, float* scores, float* out) {
+                float scale, float* scores, float* out, float* lse) {
   float32x4_t qv[kH], acc[kH];
   for (int i = 0; i < kH; ++i) qv[i] = vld1q_f32(q + 4 * i);
   float max = -INFINITY;
@@ -598,27 +598,29 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   }
   const float inv = 1.0f / sum;
   for (int i = 0; i < kH; ++i) vst1q_f32(out + 4 * i, vmulq_n_f32(acc[i], inv));
+  if (lse) *lse = max + std::log(sum);
 }
 
 // One head, in registers for the head sizes MobileLLM uses; the reference otherwise.
 template <DType kKV>
 void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-               float scale, float* scores, float* out) {
+               float scale, float* scores, float* out, float* lse) {
   switch (hd) {
     case 32:
-      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
     case 64:
-      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out);
+      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
     default:
-      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out);
+      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
   }
 }
 
 // The heads of a group one by one (each reads the keys and values again, from cache).
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
-            int hd, float scale, float* scores, float* out) {
-  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
+            int hd, float scale, float* scores, float* out, float* lse) {
+  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
+                                   lse);
 }
 
 inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,

@@ -144,6 +144,15 @@ inline void Softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
+// log sum_i exp(x[i]), without overflow.
+inline float LogSumExp(const float* x, int n) {
+  float max = x[0];
+  for (int i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) sum += std::exp(x[i] - max);
+  return max + std::log(sum);
+}
+
 // SwiGLU's gate: silu(g) * u, silu(g) = g / (1 + exp(-g)).
 inline void SiluMul(float* gate, const float* up, int n) {
   for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
@@ -167,12 +176,13 @@ inline void Axpy(float a, const float* x, float* y, int n) {
 // cache holds f32 or f16 (kKV).
 template <DType kKV>
 void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-               float scale, float* scores, float* out) {
+               float scale, float* scores, float* out, float* lse) {
   for (int p = 0; p < n_keys; ++p) {
     float sum = 0.0f;
     for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, int64_t(p) * stride + i);
     scores[p] = sum * scale;
   }
+  if (lse) *lse = LogSumExp(scores, n_keys);
   Softmax(scores, n_keys);
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
   for (int p = 0; p < n_keys; ++p)
@@ -182,18 +192,19 @@ void AttendOne(const float* q, const void* keys, const void* values, int n_keys,
 
 // The attend op for a table whose kernel takes one head at a time (kOne has AttendOne's
 // signature): the n_q heads of the group one after another, each reading the keys and values.
-template <void (*kOne)(const float*, const void*, const void*, int, int, int, float, float*,
+template <void (*kOne)(const float*, const void*, const void*, int, int, int, float, float*, float*,
                        float*)>
 void AttendHeads(const float* q, int n_q, const void* keys, const void* values, int n_keys,
-                 int stride, int hd, float scale, float* scores, float* out) {
+                 int stride, int hd, float scale, float* scores, float* out, float* lse) {
   for (int h = 0; h < n_q; ++h)
-    kOne(q + h * hd, keys, values, n_keys, stride, hd, scale, scores + h * n_keys, out + h * hd);
+    kOne(q + h * hd, keys, values, n_keys, stride, hd, scale, scores + h * n_keys, out + h * hd,
+         lse ? lse + h : nullptr);
 }
 
 template <DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
-            int hd, float scale, float* scores, float* out) {
-  AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out);
+            int hd, float scale, float* scores, float* out, float* lse) {
+  AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
 }
 
 // HF: out = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[h:], x[:h]), h = head_dim / 2.
