@@ -113,15 +113,16 @@ void BM_Elementwise(benchmark::State& state, const KernelTable* k, const std::st
 }
 
 // One 125M GQA group (3 query heads of head_dim 64 sharing a KV head) against n_keys cached
-// positions of a 3-KV-head cache, f32 or f16.
+// positions of its KV head (key blocks and value rows, as the engine holds them), f32 or f16.
 void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys, bool f16) {
   if (!Supported(state, *k)) return;
-  const int hd = 64, stride = 3 * hd, n_q = 3;
-  auto q = Random(size_t(n_q) * hd, 3), keys = Random(size_t(n_keys) * stride, 4),
+  const int hd = 64, stride = hd, n_q = 3;  // as the engine's cache: one KV head's rows
+  const size_t key_elems = size_t((n_keys + kKeyBlock - 1) / kKeyBlock) * kKeyBlock * hd;
+  auto q = Random(size_t(n_q) * hd, 3), keys = Random(key_elems, 4),
        values = Random(size_t(n_keys) * stride, 5);
   std::vector<uint16_t> keys16(keys.size()), values16(values.size());
-  for (size_t i = 0; i < keys.size(); ++i)
-    keys16[i] = F32ToF16(keys[i]), values16[i] = F32ToF16(values[i]);
+  for (size_t i = 0; i < keys.size(); ++i) keys16[i] = F32ToF16(keys[i]);
+  for (size_t i = 0; i < values.size(); ++i) values16[i] = F32ToF16(values[i]);
   const void* kp = f16 ? static_cast<const void*>(keys16.data()) : keys.data();
   const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
   std::vector<float> scores(size_t(n_q) * n_keys), out(size_t(n_q) * hd);

@@ -167,23 +167,37 @@ struct Session::Impl {
   std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
 
-  size_t CacheOffset(int layer, int kv_head, int p) const {
-    const ModelConfig& c = model->config();
-    return ((size_t(layer) * c.n_kv_heads + kv_head) * opt.n_ctx + p) * c.head_dim * kv_elem;
+  // Each (logical layer, KV head) has n_ctx_blocks() * kKeyBlock positions of keys, in key blocks
+  // (kernels.h: KeyIndex), and n_ctx rows of values.
+  int n_ctx_blocks() const { return (opt.n_ctx + kKeyBlock - 1) / kKeyBlock; }
+  size_t HeadSlot(int layer, int kv_head) const {
+    return size_t(layer) * model->config().n_kv_heads + kv_head;
   }
-  uint8_t* KeyAt(int layer, int kv_head, int p) {
-    return key_cache->data() + CacheOffset(layer, kv_head, p);
+  // The key block holding position p (a multiple of kKeyBlock).
+  uint8_t* KeyBlock(int layer, int kv_head, int p) {
+    const int hd = model->config().head_dim;
+    return key_cache->data() +
+           (HeadSlot(layer, kv_head) * n_ctx_blocks() * kKeyBlock * hd + KeyIndex(p, 0, hd)) *
+               kv_elem;
   }
   uint8_t* ValueAt(int layer, int kv_head, int p) {
-    return value_cache->data() + CacheOffset(layer, kv_head, p);
+    const int hd = model->config().head_dim;
+    return value_cache->data() + (HeadSlot(layer, kv_head) * opt.n_ctx + p) * hd * kv_elem;
   }
-  // One head's head_dim floats into the cache at `dst`, in the cache's type.
-  void StoreKv(const float* src, uint8_t* dst) {
-    const int count = model->config().head_dim;
+  // One head's head_dim floats into the cache, in the cache's type: a value row, and the key's
+  // column of its key block.
+  void StoreKv(const float* key, const float* value, int layer, int kv_head, int p) {
+    const int hd = model->config().head_dim;
+    uint8_t* vdst = ValueAt(layer, kv_head, p);
+    uint8_t* kdst = KeyBlock(layer, kv_head, p / kKeyBlock * kKeyBlock);
+    const int lane = p % kKeyBlock;
     if (opt.kv_type == DType::kF32) {
-      std::memcpy(dst, src, size_t(count) * 4);
+      std::memcpy(vdst, value, size_t(hd) * 4);
+      for (int i = 0; i < hd; ++i) reinterpret_cast<float*>(kdst)[i * kKeyBlock + lane] = key[i];
     } else {
-      k->to_f16(src, count, reinterpret_cast<uint16_t*>(dst));
+      k->to_f16(value, hd, reinterpret_cast<uint16_t*>(vdst));
+      for (int i = 0; i < hd; ++i)  // F32ToF16 rounds as to_f16 does (kernels_test: ToF16IsExact)
+        reinterpret_cast<uint16_t*>(kdst)[i * kKeyBlock + lane] = F32ToF16(key[i]);
     }
   }
 
@@ -274,7 +288,8 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   try {
     m.kv_elem = o.kv_type == DType::kF16 ? 2 : 4;
     const size_t kv = size_t(c.n_layers()) * o.n_ctx * c.kv_dim() * m.kv_elem;
-    m.key_cache = std::make_unique<PageBuffer>(kv);
+    m.key_cache = std::make_unique<PageBuffer>(size_t(c.n_layers()) * m.n_ctx_blocks() * kKeyBlock *
+                                               c.kv_dim() * m.kv_elem);
     m.value_cache = std::make_unique<PageBuffer>(kv);
     const int half = c.head_dim / 2;
     m.rope_cos.resize(size_t(o.n_ctx) * half);
@@ -378,20 +393,24 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
   if (parts == 1) {
     pool->ForEach(items, [&](int i, int thread) {
       const int t = i / c.n_kv_heads, kvh = i % c.n_kv_heads, h0 = kvh * group;
-      k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyAt(layer, kvh, 0),
+      k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyBlock(layer, kvh, 0),
                      ValueAt(layer, kvh, 0), pos0 + t + 1, hd, hd, scale,
                      &scores[size_t(thread) * group * opt.n_ctx],
                      &att[size_t(t) * c.q_dim() + h0 * hd], nullptr);
     });
     return;
   }
-  // Item i = (token, KV head, part): part j of the token's n_keys keys, [n_keys * j / parts,
-  // n_keys * (j + 1) / parts), into slot i of att_parts / lse_parts.
+  // Item i = (token, KV head, part): part j of the token's n_keys keys, from the key block at or
+  // below n_keys * j / parts to the next part's start, into slot i of att_parts / lse_parts. Each
+  // part has at least kMinAttnKeys - kKeyBlock keys.
+  const auto part_start = [&](int n_keys, int j) {
+    return j == parts ? n_keys : int(int64_t(n_keys) * j / parts) / kKeyBlock * kKeyBlock;
+  };
   pool->ForEach(items * parts, [&](int i, int thread) {
     const int t = i / (c.n_kv_heads * parts), kvh = i / parts % c.n_kv_heads, j = i % parts;
-    const int n_keys = pos0 + t + 1, p0 = int(int64_t(n_keys) * j / parts),
-              p1 = int(int64_t(n_keys) * (j + 1) / parts), h0 = kvh * group;
-    k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyAt(layer, kvh, p0),
+    const int n_keys = pos0 + t + 1, p0 = part_start(n_keys, j), p1 = part_start(n_keys, j + 1),
+              h0 = kvh * group;
+    k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyBlock(layer, kvh, p0),
                    ValueAt(layer, kvh, p0), p1 - p0, hd, hd, scale,
                    &scores[size_t(thread) * group * opt.n_ctx], &att_parts[size_t(i) * group * hd],
                    &lse_parts[size_t(i) * group]);
@@ -440,10 +459,9 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
         float* kt = &kb[size_t(t) * c.kv_dim()];
         k->rope(&q[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
         k->rope(kt, c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
-        for (int h = 0; h < c.n_kv_heads; ++h) {
-          StoreKv(kt + h * c.head_dim, KeyAt(layer, h, pos0 + t));
-          StoreKv(&vb[size_t(t) * c.kv_dim() + h * c.head_dim], ValueAt(layer, h, pos0 + t));
-        }
+        for (int h = 0; h < c.n_kv_heads; ++h)
+          StoreKv(kt + h * c.head_dim, &vb[size_t(t) * c.kv_dim() + h * c.head_dim], layer, h,
+                  pos0 + t);
       });
       Attention(layer, n, pos0);
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});

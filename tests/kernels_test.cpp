@@ -363,16 +363,28 @@ TEST_P(Kernels, ToF16IsExact) {
   }
 }
 
-// n_q query heads sharing one key/value head (GQA groups of MobileLLM: 3, 4, 5) against a strided
-// cache (f32 and f16): scores, softmax and the weighted sum of values, per head.
+// Keys given as rows (`stride` apart) in the cache's key blocks (kernels.h: KeyIndex). The lanes
+// of a partial last block hold NaN: no kernel may let them into a result.
+std::vector<float> KeyBlocks(const std::vector<float>& rows, int n_keys, int hd, int stride) {
+  const int blocks = (n_keys + kKeyBlock - 1) / kKeyBlock;
+  std::vector<float> out(size_t(blocks) * kKeyBlock * hd, std::nanf(""));
+  for (int p = 0; p < n_keys; ++p)
+    for (int i = 0; i < hd; ++i) out[size_t(KeyIndex(p, i, hd))] = rows[size_t(p) * stride + i];
+  return out;
+}
+
+// n_q query heads sharing one key/value head (GQA groups of MobileLLM: 3, 4, 5) against a cache
+// (f32 and f16) of key blocks and strided value rows: scores, softmax and the weighted sum of
+// values, per head.
 TEST_P(Kernels, Attend) {
   for (int f16 : {0, 1})
     for (int hd : {16, 24, 32, 64, 128})
       for (int n_q : {1, 3, 5})
-        for (int n_keys : {1, 2, 7, 100}) {
+        for (int n_keys : {1, 2, 7, 16, 17, 100}) {
           const int stride = 3 * hd + 5;
           const auto q = Random(size_t(n_q) * hd, hd + n_keys + n_q);
-          const auto keys = Random(size_t(n_keys) * stride, 7 + hd, 2.0f);
+          const auto keys =
+              KeyBlocks(Random(size_t(n_keys) * stride, 7 + hd, 2.0f), n_keys, hd, stride);
           const auto values = Random(size_t(n_keys) * stride, 9 + hd);
           const auto keys16 = Encode(keys, DType::kF16), values16 = Encode(values, DType::kF16);
           const void* kp = f16 ? static_cast<const void*>(keys16.data()) : keys.data();
@@ -403,13 +415,13 @@ TEST_P(Kernels, Attend) {
 }
 
 // Attention over all keys equals MergeAttention of attentions over runs of them (the engine's
-// multithreaded decode), for every cut, including runs of one key.
+// multithreaded decode), for cuts at key blocks, including a last run of one key.
 TEST_P(Kernels, AttendSplitMerges) {
   for (int f16 : {0, 1})
-    for (int n_keys : {2, 3, 64, 257}) {
+    for (int n_keys : {17, 33, 64, 257}) {
       const int hd = 64, n_q = 3, stride = hd;
       const auto q = Random(size_t(n_q) * hd, 41 + n_keys);
-      const auto keys = Random(size_t(n_keys) * stride, 43, 2.0f);
+      const auto keys = KeyBlocks(Random(size_t(n_keys) * stride, 43, 2.0f), n_keys, hd, stride);
       const auto values = Random(size_t(n_keys) * stride, 47);
       const auto keys16 = Encode(keys, DType::kF16), values16 = Encode(values, DType::kF16);
       const size_t elem = f16 ? 2 : 4;
@@ -421,17 +433,20 @@ TEST_P(Kernels, AttendSplitMerges) {
       std::vector<float> scores(size_t(n_q) * n_keys), whole(size_t(n_q) * hd);
       k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), whole.data(),
                       nullptr);
+      const int last = (n_keys - 1) / kKeyBlock * kKeyBlock,
+                mid = n_keys / 2 / kKeyBlock * kKeyBlock;
       for (const std::vector<int>& cuts :
-           std::vector<std::vector<int>>{{0, 1, n_keys},
-                                         {0, n_keys / 2, n_keys},
-                                         {0, n_keys - 1, n_keys},
-                                         {0, 1, n_keys / 2 + 1, n_keys}}) {
+           std::vector<std::vector<int>>{{0, kKeyBlock, n_keys},
+                                         {0, mid, n_keys},
+                                         {0, last, n_keys},
+                                         {0, kKeyBlock, mid, last, n_keys}}) {
         const int parts = int(cuts.size()) - 1;
         if (!std::is_sorted(cuts.begin(), cuts.end(), std::less_equal<int>())) continue;  // empty
         std::vector<float> outs(size_t(parts) * n_q * hd), lses(size_t(parts) * n_q);
         for (int i = 0; i < parts; ++i) {
-          const size_t off = size_t(cuts[i]) * stride * elem;
-          k().attend[f16](q.data(), n_q, kp + off, vp + off, cuts[i + 1] - cuts[i], stride, hd,
+          const size_t koff = size_t(KeyIndex(cuts[i], 0, hd)) * elem,
+                       voff = size_t(cuts[i]) * stride * elem;
+          k().attend[f16](q.data(), n_q, kp + koff, vp + voff, cuts[i + 1] - cuts[i], stride, hd,
                           scale, scores.data(), &outs[size_t(i) * n_q * hd],
                           &lses[size_t(i) * n_q]);
         }

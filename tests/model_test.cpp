@@ -220,19 +220,20 @@ TEST_F(Engine, ResultsDoNotDependOnThreadCount) {
 
 // Decode on several threads cuts each KV head's keys into runs once there are enough of them
 // (Session::Impl::Attention) and merges the runs' outputs: the logits stay those of one thread
-// up to rounding (measured: 1e-6 to 2e-5 of the largest logit; a wrong merge is off by ~1e-1) at
-// every position up to the full context.
+// up to rounding (measured: at most 2.3e-6 of the largest logit; a wrong merge is off by ~1e-1)
+// at every position up to the full context. An f32 cache, because an f16 one turns the rounding
+// into whole f16 steps now and then (up to 1e-4 here); the kernels' split test covers f16.
 TEST_F(Engine, SplitDecodeAttentionMatchesOneThread) {
   auto model = Ls();
   const int n_ctx = model->config().n_ctx;
-  auto one = NewSession(model, 1, 1, DType::kF16), two = NewSession(model, 2, 1, DType::kF16);
+  auto one = NewSession(model, 1, 1, DType::kF32), two = NewSession(model, 2, 1, DType::kF32);
   const int vocab = model->config().vocab_size;
   for (int p = 0; p < n_ctx; ++p) {
     const int id = 3 + (p * 37) % (vocab - 3);
     ASSERT_TRUE(one->Evaluate(&id, 1).ok());
     ASSERT_TRUE(two->Evaluate(&id, 1).ok());
     const std::vector<float> want(one->logits(), one->logits() + vocab);
-    ASSERT_LT(RelError(two->logits(), want), 5e-5) << "position " << p;
+    ASSERT_LT(RelError(two->logits(), want), 2e-5) << "position " << p;
   }
 }
 

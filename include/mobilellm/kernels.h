@@ -47,6 +47,15 @@ using MatmulFn = void (*)(const MatmulInput& in, const WeightView& w, int r0, in
 using AttendFn = void (*)(const float* q, int n_q, const void* keys, const void* values, int n_keys,
                           int stride, int hd, float scale, float* scores, float* out, float* lse);
 
+// The attention cache holds keys in blocks of kKeyBlock positions, each block [hd][kKeyBlock]
+// (position-minor), so that one SIMD register holds one dimension of consecutive positions and
+// q . key for 16 positions is hd FMAs with no horizontal sums. Values stay in rows: the weighted
+// sum over positions wants a row per position. Element i of the key at position p:
+constexpr int kKeyBlock = 16;
+constexpr int64_t KeyIndex(int p, int i, int hd) {
+  return (int64_t(p) / kKeyBlock * hd + i) * kKeyBlock + p % kKeyBlock;
+}
+
 // Weight types a kernel table serves, in table order.
 inline constexpr int kNumWeightTypes = 5;
 constexpr int WeightTypeIndex(DType dt) {
@@ -91,8 +100,9 @@ struct KernelTable {
   // y += a * x
   void (*axpy)(float a, const float* x, float* y, int n);
   // n_q query heads that share one key/value head (grouped-query attention) against n_keys
-  // cached positions (rows of hd values, `stride` values apart). For each head h (q and out hold
-  // the n_q heads back to back, hd values each): scores[p] = scale * q_h . key_p, softmax over p,
+  // cached positions: keys in key blocks from the first (KeyIndex), values in rows of hd values,
+  // `stride` values apart. For each head h (q and out hold the n_q heads back to back, hd values
+  // each): scores[p] = scale * q_h . key_p, softmax over p,
   // out_h = sum_p scores[p] * value_p. scores holds n_q * n_keys floats of scratch; out must not
   // alias the inputs. lse, when not null, gets each head's log sum_p exp(scores[p]) (before the
   // softmax), which is what MergeAttention needs to join attention over parts of the keys.

@@ -678,39 +678,50 @@ inline void Axpy(float a, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// Attention for a head of kH x 8 values: the query and the output stay in kH registers each while
-// the keys and values (f32 or f16) stream past, so a position costs kH loads and FMAs per pass.
+// Attention for a head of kH x 8 values. Scores a key block (16 positions) at a time: for each
+// dimension d, q[d] times two registers of 8 positions, in four accumulator pairs (d mod 4) so
+// the FMA chains overlap, and no horizontal sums. Then the softmax, then the values with the
+// output in kH registers while the rows stream past.
 template <int kH, DType kKV>
 void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
                 float scale, float* scores, float* out, float* lse) {
-  __m256 qv[kH], acc[kH];
-  for (int i = 0; i < kH; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
-  // q . key for one position, as 8 partial sums.
-  const auto partial = [&](int p) {
-    const int64_t k = int64_t(p) * stride;
-    __m256 a = _mm256_mul_ps(qv[0], Load8<kKV>(keys, k));
-    for (int i = 1; i < kH; ++i) a = _mm256_fmadd_ps(qv[i], Load8<kKV>(keys, k + 8 * i), a);
-    return a;
-  };
-  // Four positions at a time, their partial sums reduced together (two hadds and one add for
-  // four scores, rather than a horizontal sum each).
-  const __m128 scale4 = _mm_set1_ps(scale);
-  __m128 max4 = _mm_set1_ps(-INFINITY);
-  int p = 0;
-  for (; p + 4 <= n_keys; p += 4) {
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(partial(p), partial(p + 1)),
-                                    _mm256_hadd_ps(partial(p + 2), partial(p + 3)));
-    const __m128 s4 =
-        _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), scale4);
-    _mm_storeu_ps(scores + p, s4);
-    max4 = _mm_max_ps(max4, s4);
+  constexpr int hd = 8 * kH;
+  __m256 acc[kH];
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  for (int p0 = 0; p0 < n_keys; p0 += kKeyBlock) {
+    const int64_t block = KeyIndex(p0, 0, hd);
+    __m256 lo[4], hi[4];
+    for (int j = 0; j < 4; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d += 4) {
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m256 qd = _mm256_broadcast_ss(q + d + j);
+        const int64_t at = block + int64_t(d + j) * kKeyBlock;
+        lo[j] = _mm256_fmadd_ps(qd, Load8<kKV>(keys, at), lo[j]);
+        hi[j] = _mm256_fmadd_ps(qd, Load8<kKV>(keys, at + 8), hi[j]);
+      }
+    }
+    const __m256 s_lo = _mm256_mul_ps(
+        _mm256_add_ps(_mm256_add_ps(lo[0], lo[1]), _mm256_add_ps(lo[2], lo[3])), scale8);
+    const __m256 s_hi = _mm256_mul_ps(
+        _mm256_add_ps(_mm256_add_ps(hi[0], hi[1]), _mm256_add_ps(hi[2], hi[3])), scale8);
+    if (p0 + kKeyBlock <= n_keys) {
+      _mm256_storeu_ps(scores + p0, s_lo);
+      _mm256_storeu_ps(scores + p0 + 8, s_hi);
+    } else {  // a partial last block: its other lanes are not positions of this call
+      alignas(32) float tmp[kKeyBlock];
+      _mm256_store_ps(tmp, s_lo);
+      _mm256_store_ps(tmp + 8, s_hi);
+      std::memcpy(scores + p0, tmp, sizeof(float) * size_t(n_keys - p0));
+    }
   }
+  __m256 top8 = _mm256_set1_ps(-INFINITY);
+  int p = 0;
+  for (; p + 8 <= n_keys; p += 8) top8 = _mm256_max_ps(top8, _mm256_loadu_ps(scores + p));
+  __m128 max4 = _mm_max_ps(_mm256_castps256_ps128(top8), _mm256_extractf128_ps(top8, 1));
   max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
   float max = _mm_cvtss_f32(_mm_max_ss(max4, _mm_movehdup_ps(max4)));
-  for (; p < n_keys; ++p) {
-    scores[p] = HSum(partial(p)) * scale;
-    max = scores[p] > max ? scores[p] : max;
-  }
+  for (; p < n_keys; ++p) max = scores[p] > max ? scores[p] : max;
   // exp(s - max), 8 at a time with the polynomial Exp (the softmax op's).
   __m256 sum8 = _mm256_setzero_ps();
   const __m256 max8 = _mm256_set1_ps(max);

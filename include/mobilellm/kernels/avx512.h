@@ -398,67 +398,52 @@ inline __m512 Load16(const void* p, int64_t i) {
 }
 
 // kQ query heads of 64 values that share a key/value head: each cached key and value is loaded
-// (and converted from f16) once for all kQ heads, four zmm a row, where the per-head kernel reads
-// and converts it kQ times in eight ymm. Scores of four positions reduce together per head.
+// (and converted from f16) once for all kQ heads. Scores a key block (16 positions, one zmm a
+// dimension) at a time: per dimension, one load and kQ FMAs with q[h][d] broadcast from memory,
+// in four accumulators a head (d mod 4) so the FMA chains overlap; no horizontal sums.
 template <int kQ, DType kKV>
 void AttendGroup64(const float* q, const void* keys, const void* values, int n_keys, int stride,
                    float scale, float* scores, float* out, float* lse) {
-  __m512 qv[kQ][4];
-  for (int h = 0; h < kQ; ++h)
-    for (int i = 0; i < 4; ++i) qv[h][i] = _mm512_loadu_ps(q + 64 * h + 16 * i);
-  // The kQ heads' q . key_p, each as 8 partial sums (the zmm product folded to a ymm).
-  // The cache comes from DRAM (the weights have streamed through since the last step): fetch the
-  // keys kAhead rows ahead and each value row as its key row is read, so the value pass hits cache.
-  constexpr int kAhead = 16, kElem = kKV == DType::kF16 ? 2 : 4;
-  const auto prefetch_row = [&](const void* base, int p) {
-    const char* row = static_cast<const char*>(base) + int64_t(p) * stride * kElem;
-    for (int o = 0; o < 64 * kElem; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
-  };
-  const auto partials = [&](int p, __m256* part) {
-    const int64_t k = int64_t(p) * stride;
-    if (p + kAhead < n_keys) prefetch_row(keys, p + kAhead);
-    prefetch_row(values, p);
-    const __m512 k0 = Load16<kKV>(keys, k), k1 = Load16<kKV>(keys, k + 16),
-                 k2 = Load16<kKV>(keys, k + 32), k3 = Load16<kKV>(keys, k + 48);
-    for (int h = 0; h < kQ; ++h) {
-      __m512 a = _mm512_mul_ps(qv[h][0], k0);
-      a = _mm512_fmadd_ps(qv[h][1], k1, a);
-      a = _mm512_fmadd_ps(qv[h][2], k2, a);
-      a = _mm512_fmadd_ps(qv[h][3], k3, a);
-      part[h] = _mm256_add_ps(_mm512_castps512_ps256(a),
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+  // The cache comes from DRAM (the weights have streamed through since the last step): each
+  // block's 16 value rows are fetched while its keys are scored, so the value pass hits cache.
+  constexpr int kElem = kKV == DType::kF16 ? 2 : 4;
+  const __m512 scale16 = _mm512_set1_ps(scale);
+  __m512 top[kQ];
+  for (int h = 0; h < kQ; ++h) top[h] = _mm512_set1_ps(-INFINITY);
+  for (int p0 = 0; p0 < n_keys; p0 += kKeyBlock) {
+    const char* vrows = static_cast<const char*>(values) + int64_t(p0) * stride * kElem;
+    const int n_rows = std::min(kKeyBlock, n_keys - p0);
+    const int64_t block = KeyIndex(p0, 0, 64);
+    __m512 acc[kQ][4];
+#pragma GCC unroll 4
+    for (int h = 0; h < kQ; ++h)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[h][j] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int d = 0; d < 64; d += 4) {
+      if (d / 4 < n_rows) {  // one value row per step, spread out: a burst would fill the queues
+        const char* row = vrows + int64_t(d / 4) * stride * kElem;
+        for (int o = 0; o < 64 * kElem; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512 k = Load16<kKV>(keys, block + int64_t(d + j) * kKeyBlock);
+#pragma GCC unroll 4
+        for (int h = 0; h < kQ; ++h)
+          acc[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[64 * h + d + j]), k, acc[h][j]);
+      }
     }
-  };
-  const __m128 scale4 = _mm_set1_ps(scale);
-  __m128 max4[kQ];
-  for (int h = 0; h < kQ; ++h) max4[h] = _mm_set1_ps(-INFINITY);
-  int p = 0;
-  for (; p + 4 <= n_keys; p += 4) {
-    __m256 part[4][kQ];
-    for (int j = 0; j < 4; ++j) partials(p + j, part[j]);
+    const __mmask16 valid = __mmask16((1u << std::min(kKeyBlock, n_keys - p0)) - 1);
     for (int h = 0; h < kQ; ++h) {
-      const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(part[0][h], part[1][h]),
-                                      _mm256_hadd_ps(part[2][h], part[3][h]));
-      const __m128 s4 =
-          _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1)), scale4);
-      _mm_storeu_ps(scores + h * n_keys + p, s4);
-      max4[h] = _mm_max_ps(max4[h], s4);
+      const __m512 s = _mm512_mul_ps(
+          _mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][1]), _mm512_add_ps(acc[h][2], acc[h][3])),
+          scale16);
+      _mm512_mask_storeu_ps(scores + h * n_keys + p0, valid, s);
+      top[h] = _mm512_mask_max_ps(top[h], valid, top[h], s);
     }
   }
   float max[kQ];
-  for (int h = 0; h < kQ; ++h) {
-    const __m128 m = _mm_max_ps(max4[h], _mm_movehl_ps(max4[h], max4[h]));
-    max[h] = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-  }
-  for (; p < n_keys; ++p) {
-    __m256 part[kQ];
-    partials(p, part);
-    for (int h = 0; h < kQ; ++h) {
-      const float s = avx2::HSum(part[h]) * scale;
-      scores[h * n_keys + p] = s;
-      max[h] = s > max[h] ? s : max[h];
-    }
-  }
+  for (int h = 0; h < kQ; ++h) max[h] = _mm512_reduce_max_ps(top[h]);
   // Softmax numerators and sums per head, then one pass over the values for all heads.
   float inv[kQ];
   for (int h = 0; h < kQ; ++h) {
@@ -479,7 +464,7 @@ void AttendGroup64(const float* q, const void* keys, const void* values, int n_k
   __m512 acc[kQ][4];
   for (int h = 0; h < kQ; ++h)
     for (int i = 0; i < 4; ++i) acc[h][i] = _mm512_setzero_ps();
-  for (p = 0; p < n_keys; ++p) {
+  for (int p = 0; p < n_keys; ++p) {
     const int64_t v = int64_t(p) * stride;
     const __m512 v0 = Load16<kKV>(values, v), v1 = Load16<kKV>(values, v + 16),
                  v2 = Load16<kKV>(values, v + 32), v3 = Load16<kKV>(values, v + 48);

@@ -574,19 +574,31 @@ inline void Axpy(float a, const float* x, float* y, int n) {
 template <int kH, DType kKV>
 void AttendHead(const float* q, const void* keys, const void* values, int n_keys, int stride,
                 float scale, float* scores, float* out, float* lse) {
-  float32x4_t qv[kH], acc[kH];
-  for (int i = 0; i < kH; ++i) qv[i] = vld1q_f32(q + 4 * i);
+  constexpr int hd = 4 * kH;
+  float32x4_t acc[kH];
+  // Scores a key block (16 positions, four registers a dimension) at a time: q[d] times each,
+  // in two accumulator sets (d even, d odd) so the FMA chains overlap; no horizontal sums.
   float max = -INFINITY;
-  for (int p = 0; p < n_keys; ++p) {
-    const int64_t k = int64_t(p) * stride;
-    float32x4_t a0 = vmulq_f32(qv[0], Load4<kKV>(keys, k)),
-                a1 = vmulq_f32(qv[1], Load4<kKV>(keys, k + 4));
-    for (int i = 2; i < kH; i += 2) {
-      a0 = vfmaq_f32(a0, qv[i], Load4<kKV>(keys, k + 4 * i));
-      a1 = vfmaq_f32(a1, qv[i + 1], Load4<kKV>(keys, k + 4 * i + 4));
+  for (int p0 = 0; p0 < n_keys; p0 += kKeyBlock) {
+    const int64_t block = KeyIndex(p0, 0, hd);
+    float32x4_t a[2][4];
+    for (int j = 0; j < 2; ++j)
+      for (int i = 0; i < 4; ++i) a[j][i] = vdupq_n_f32(0.0f);
+    for (int d = 0; d < hd; d += 2) {
+      for (int j = 0; j < 2; ++j) {
+        const int64_t at = block + int64_t(d + j) * kKeyBlock;
+        for (int i = 0; i < 4; ++i)
+          a[j][i] = vfmaq_n_f32(a[j][i], Load4<kKV>(keys, at + 4 * i), q[d + j]);
+      }
     }
-    scores[p] = vaddvq_f32(vaddq_f32(a0, a1)) * scale;
-    max = scores[p] > max ? scores[p] : max;
+    alignas(16) float s[kKeyBlock];
+    for (int i = 0; i < 4; ++i)
+      vst1q_f32(s + 4 * i, vmulq_n_f32(vaddq_f32(a[0][i], a[1][i]), scale));
+    const int n = std::min(kKeyBlock, n_keys - p0);
+    for (int i = 0; i < n; ++i) {
+      scores[p0 + i] = s[i];
+      max = s[i] > max ? s[i] : max;
+    }
   }
   float sum = 0.0f;
   for (int p = 0; p < n_keys; ++p) sum += scores[p] = std::exp(scores[p] - max);

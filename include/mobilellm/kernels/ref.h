@@ -179,7 +179,7 @@ void AttendOne(const float* q, const void* keys, const void* values, int n_keys,
                float scale, float* scores, float* out, float* lse) {
   for (int p = 0; p < n_keys; ++p) {
     float sum = 0.0f;
-    for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, int64_t(p) * stride + i);
+    for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, KeyIndex(p, i, hd));
     scores[p] = sum * scale;
   }
   if (lse) *lse = LogSumExp(scores, n_keys);
