@@ -380,7 +380,7 @@ TEST_P(Kernels, Attend) {
   for (int f16 : {0, 1})
     for (int hd : {16, 24, 32, 64, 128})
       for (int n_q : {1, 3, 5})
-        for (int n_keys : {1, 2, 7, 16, 17, 100}) {
+        for (int n_keys : {1, 2, 7, 16, 17, 100, 600}) {  // 600: AVX-512's one-pass kernel
           const int stride = 3 * hd + 5;
           const auto q = Random(size_t(n_q) * hd, hd + n_keys + n_q);
           const auto keys =
@@ -418,7 +418,7 @@ TEST_P(Kernels, Attend) {
 // multithreaded decode), for cuts at key blocks, including a last run of one key.
 TEST_P(Kernels, AttendSplitMerges) {
   for (int f16 : {0, 1})
-    for (int n_keys : {17, 33, 64, 257}) {
+    for (int n_keys : {17, 33, 64, 257, 1100}) {
       const int hd = 64, n_q = 3, stride = hd;
       const auto q = Random(size_t(n_q) * hd, 41 + n_keys);
       const auto keys = KeyBlocks(Random(size_t(n_keys) * stride, 43, 2.0f), n_keys, hd, stride);
