@@ -570,8 +570,9 @@ void AttendGroup64Streamed(const float* q, const void* keys, const void* values,
 }
 
 // Long contexts in one pass, short ones in two. Measured in decode steps (q4_0 125M, one thread):
-// at 128-328 positions the two-pass kernel spent 3-5% less time in attention, at ~1,550 the
-// one-pass kernel 12% less; from cache the two-pass kernel is 10-20% faster at any length.
+// at 128-328 positions the two-pass kernel spent 3-5% less time in attention, at ~540-670 the
+// one-pass kernel 4-6% less and at ~1,550 12% less; from cache the two-pass kernel is 10-20%
+// faster at any length.
 constexpr int kStreamKeys = 512;
 template <int kQ, DType kKV>
 void AttendGroup(const float* q, const void* keys, const void* values, int n_keys, int stride,
