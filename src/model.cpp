@@ -390,13 +390,17 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
     parts = std::min((3 * pool->size() + items - 1) / items, (pos0 + 1) / kMinAttnKeys);
     parts = std::max(1, std::min(parts, MaxAttnParts(pool->size()) / items));
   }
+  // Token t's query heads of KV head kvh against its keys [p0, p1), into out (and lse).
+  const auto attend = [&](int t, int kvh, int p0, int p1, int thread, float* out, float* lse) {
+    k->attend[f16](&q[size_t(t) * c.q_dim() + kvh * group * hd], group, KeyBlock(layer, kvh, p0),
+                   ValueAt(layer, kvh, p0), p1 - p0, hd, hd, scale,
+                   &scores[size_t(thread) * group * opt.n_ctx], out, lse);
+  };
   if (parts == 1) {
     pool->ForEach(items, [&](int i, int thread) {
-      const int t = i / c.n_kv_heads, kvh = i % c.n_kv_heads, h0 = kvh * group;
-      k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyBlock(layer, kvh, 0),
-                     ValueAt(layer, kvh, 0), pos0 + t + 1, hd, hd, scale,
-                     &scores[size_t(thread) * group * opt.n_ctx],
-                     &att[size_t(t) * c.q_dim() + h0 * hd], nullptr);
+      const int t = i / c.n_kv_heads, kvh = i % c.n_kv_heads;
+      attend(t, kvh, 0, pos0 + t + 1, thread, &att[size_t(t) * c.q_dim() + kvh * group * hd],
+             nullptr);
     });
     return;
   }
@@ -408,12 +412,9 @@ void Session::Impl::Attention(int layer, int n_tokens, int pos0) {
   };
   pool->ForEach(items * parts, [&](int i, int thread) {
     const int t = i / (c.n_kv_heads * parts), kvh = i / parts % c.n_kv_heads, j = i % parts;
-    const int n_keys = pos0 + t + 1, p0 = part_start(n_keys, j), p1 = part_start(n_keys, j + 1),
-              h0 = kvh * group;
-    k->attend[f16](&q[size_t(t) * c.q_dim() + h0 * hd], group, KeyBlock(layer, kvh, p0),
-                   ValueAt(layer, kvh, p0), p1 - p0, hd, hd, scale,
-                   &scores[size_t(thread) * group * opt.n_ctx], &att_parts[size_t(i) * group * hd],
-                   &lse_parts[size_t(i) * group]);
+    const int n_keys = pos0 + t + 1;
+    attend(t, kvh, part_start(n_keys, j), part_start(n_keys, j + 1), thread,
+           &att_parts[size_t(i) * group * hd], &lse_parts[size_t(i) * group]);
   });
   for (int i = 0; i < items; ++i) {
     const int t = i / c.n_kv_heads, h0 = i % c.n_kv_heads * group;

@@ -431,6 +431,22 @@ inline void ScoreKeyBlock(const float* q, const void* keys, int p0, __m512 scale
         scale);
 }
 
+// acc[h] += w[h * w_stride] * the value row at element v, for the kQ heads: the row is loaded
+// (and converted from f16) once for all of them.
+template <int kQ, DType kKV>
+inline void AddValueRow(const void* values, int64_t v, const float* w, int w_stride,
+                        __m512 (*acc)[4]) {
+  const __m512 v0 = Load16<kKV>(values, v), v1 = Load16<kKV>(values, v + 16),
+               v2 = Load16<kKV>(values, v + 32), v3 = Load16<kKV>(values, v + 48);
+  for (int h = 0; h < kQ; ++h) {
+    const __m512 wh = _mm512_set1_ps(w[h * w_stride]);
+    acc[h][0] = _mm512_fmadd_ps(wh, v0, acc[h][0]);
+    acc[h][1] = _mm512_fmadd_ps(wh, v1, acc[h][1]);
+    acc[h][2] = _mm512_fmadd_ps(wh, v2, acc[h][2]);
+    acc[h][3] = _mm512_fmadd_ps(wh, v3, acc[h][3]);
+  }
+}
+
 // kQ query heads of 64 values that share a key/value head, in two passes: the scores of every
 // key block (ScoreKeyBlock) and their softmax, then the values. Each cached key and value is
 // loaded (and converted from f16) once for all kQ heads.
@@ -451,9 +467,8 @@ void AttendGroup64(const float* q, const void* keys, const void* values, int n_k
                            n, row_bytes, sc);
     const __mmask16 valid = __mmask16((1u << n) - 1);
     for (int h = 0; h < kQ; ++h) {
-      const __m512 s = sc[h];
-      _mm512_mask_storeu_ps(scores + h * n_keys + p0, valid, s);
-      top[h] = _mm512_mask_max_ps(top[h], valid, top[h], s);
+      _mm512_mask_storeu_ps(scores + h * n_keys + p0, valid, sc[h]);
+      top[h] = _mm512_mask_max_ps(top[h], valid, top[h], sc[h]);
     }
   }
   float max[kQ];
@@ -478,18 +493,8 @@ void AttendGroup64(const float* q, const void* keys, const void* values, int n_k
   __m512 acc[kQ][4];
   for (int h = 0; h < kQ; ++h)
     for (int i = 0; i < 4; ++i) acc[h][i] = _mm512_setzero_ps();
-  for (int p = 0; p < n_keys; ++p) {
-    const int64_t v = int64_t(p) * stride;
-    const __m512 v0 = Load16<kKV>(values, v), v1 = Load16<kKV>(values, v + 16),
-                 v2 = Load16<kKV>(values, v + 32), v3 = Load16<kKV>(values, v + 48);
-    for (int h = 0; h < kQ; ++h) {
-      const __m512 w = _mm512_set1_ps(scores[h * n_keys + p]);
-      acc[h][0] = _mm512_fmadd_ps(w, v0, acc[h][0]);
-      acc[h][1] = _mm512_fmadd_ps(w, v1, acc[h][1]);
-      acc[h][2] = _mm512_fmadd_ps(w, v2, acc[h][2]);
-      acc[h][3] = _mm512_fmadd_ps(w, v3, acc[h][3]);
-    }
-  }
+  for (int p = 0; p < n_keys; ++p)
+    AddValueRow<kQ, kKV>(values, int64_t(p) * stride, scores + p, n_keys, acc);
   for (int h = 0; h < kQ; ++h)
     for (int i = 0; i < 4; ++i)
       _mm512_storeu_ps(out + 64 * h + 16 * i, _mm512_mul_ps(acc[h][i], _mm512_set1_ps(inv[h])));
@@ -547,18 +552,8 @@ void AttendGroup64Streamed(const float* q, const void* keys, const void* values,
       sum[h] = _mm512_add_ps(sum[h], e);
       _mm512_store_ps(weight[h], e);
     }
-    for (int i = 0; i < n; ++i) {
-      const int64_t v = int64_t(p0 + i) * stride;
-      const __m512 v0 = Load16<kKV>(values, v), v1 = Load16<kKV>(values, v + 16),
-                   v2 = Load16<kKV>(values, v + 32), v3 = Load16<kKV>(values, v + 48);
-      for (int h = 0; h < kQ; ++h) {
-        const __m512 w = _mm512_set1_ps(weight[h][i]);
-        acc[h][0] = _mm512_fmadd_ps(w, v0, acc[h][0]);
-        acc[h][1] = _mm512_fmadd_ps(w, v1, acc[h][1]);
-        acc[h][2] = _mm512_fmadd_ps(w, v2, acc[h][2]);
-        acc[h][3] = _mm512_fmadd_ps(w, v3, acc[h][3]);
-      }
-    }
+    for (int i = 0; i < n; ++i)
+      AddValueRow<kQ, kKV>(values, int64_t(p0 + i) * stride, &weight[0][i], kKeyBlock, acc);
   }
   for (int h = 0; h < kQ; ++h) {
     const float total = _mm512_reduce_add_ps(sum[h]);

@@ -132,7 +132,9 @@ inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out
   for (int i = 0; i < n; ++i) out[i] = (x[i] * inv) * w[i];
 }
 
-inline void Softmax(float* x, int n) {
+// softmax(x) in place; returns log sum_i exp(x[i]) of the input, which attention over parts of
+// the keys needs (MergeAttention).
+inline float SoftmaxLogSumExp(float* x, int n) {
   float max = x[0];
   for (int i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
   float sum = 0.0f;
@@ -142,15 +144,11 @@ inline void Softmax(float* x, int n) {
   }
   const float inv = 1.0f / sum;
   for (int i = 0; i < n; ++i) x[i] *= inv;
+  return max + std::log(sum);
 }
 
-// log sum_i exp(x[i]), without overflow.
-inline float LogSumExp(const float* x, int n) {
-  float max = x[0];
-  for (int i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
-  float sum = 0.0f;
-  for (int i = 0; i < n; ++i) sum += std::exp(x[i] - max);
-  return max + std::log(sum);
+inline void Softmax(float* x, int n) {
+  SoftmaxLogSumExp(x, n);
 }
 
 // SwiGLU's gate: silu(g) * u, silu(g) = g / (1 + exp(-g)).
@@ -182,8 +180,8 @@ void AttendOne(const float* q, const void* keys, const void* values, int n_keys,
     for (int i = 0; i < hd; ++i) sum += q[i] * WeightAt<kKV>(keys, KeyIndex(p, i, hd));
     scores[p] = sum * scale;
   }
-  if (lse) *lse = LogSumExp(scores, n_keys);
-  Softmax(scores, n_keys);
+  const float log_sum = SoftmaxLogSumExp(scores, n_keys);
+  if (lse) *lse = log_sum;
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
   for (int p = 0; p < n_keys; ++p)
     for (int i = 0; i < hd; ++i)
