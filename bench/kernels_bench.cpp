@@ -21,7 +21,7 @@
 #include "mobilellm/tensor.h"
 
 namespace mobilellm {
-#if defined(MOBILELLM_AVXVNNI_TWIN)
+#if defined(MOBILELLM_TEST_TWINS)
 extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
 #endif
 namespace {
@@ -152,7 +152,7 @@ constexpr Shape kShapes[] = {
 
 void RegisterAll() {
   std::vector<const KernelTable*> tables = AllKernelTables();
-#if defined(MOBILELLM_AVXVNNI_TWIN)
+#if defined(MOBILELLM_TEST_TWINS)
   tables.push_back(&kAvxVnniEvexTwin);
 #endif
   for (const KernelTable* k : tables) {

@@ -4,6 +4,10 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -43,6 +47,15 @@ CpuFeatures Probe() {
     f.avx512bw = zmm_os && (b & (1u << 30));
     f.avx512vl = zmm_os && (b & (1u << 31));
     f.avx512vnni = zmm_os && (c & (1u << 11));
+    // AMX-TILE (EDX 24) and AMX-INT8 (EDX 25), with XCR0's tile state (bits 17, 18) enabled.
+    // Linux hands out the 8 KB of tile data only on request (Documentation/arch/x86/xstate.rst):
+    // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA (18), granted to the whole process.
+    f.amx_int8 = (d & (3u << 24)) == (3u << 24) && (xcr0 & (3u << 17)) == (3u << 17);
+#if defined(__linux__)
+    if (f.amx_int8) f.amx_int8 = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    f.amx_int8 = false;
+#endif
   }
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = ymm_os && (a & (1u << 4));
 #elif defined(__aarch64__)
@@ -78,7 +91,8 @@ std::string CpuFeatures::ToString() const {
   };
   add(avx2, "avx2"), add(fma, "fma"), add(f16c, "f16c"), add(avx512f, "avx512f");
   add(avx512bw, "avx512bw"), add(avx512vl, "avx512vl"), add(avx512vnni, "avx512vnni");
-  add(avxvnni, "avxvnni"), add(neon, "neon"), add(dotprod, "dotprod"), add(i8mm, "i8mm");
+  add(avxvnni, "avxvnni"), add(amx_int8, "amx-int8"), add(neon, "neon"), add(dotprod, "dotprod"),
+      add(i8mm, "i8mm");
   return s.empty() ? "baseline" : s;
 }
 

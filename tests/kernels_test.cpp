@@ -16,8 +16,9 @@
 #include "test_util.h"
 
 namespace mobilellm {
-#if defined(MOBILELLM_AVXVNNI_TWIN)
+#if defined(MOBILELLM_TEST_TWINS)
 extern const KernelTable kAvxVnniEvexTwin;  // tests/avxvnni_evex.cpp
+extern const KernelTable kAmxEmulatedTwin;  // tests/amx_emulated.cpp
 #endif
 namespace {
 
@@ -201,7 +202,7 @@ TEST_P(Kernels, MatmulQuantizedPanels) {
   for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
     for (int cols : {32, 96, 576, 1536, 2560, 8224}) {
       for (int rows : {16, 48}) {
-        for (int n_tok : {1, 2, 5, 70}) {
+        for (int n_tok : {1, 2, 5, 16, 17, 70}) {  // AMX: one tile; one and a 1-token tail; 4 + 6
           if (cols > 2560 && n_tok > 2) continue;  // keeps the scalar reference quick
           const int nb = cols / 32;
           const auto wf = Random(size_t(rows) * cols, 5 + rows + cols, 0.5f);
@@ -463,8 +464,9 @@ TEST_P(Kernels, AttendSplitMerges) {
 // The engine's tables, and test twins of tables this CPU may lack.
 std::vector<const KernelTable*> TablesUnderTest() {
   std::vector<const KernelTable*> tables = AllKernelTables();
-#if defined(MOBILELLM_AVXVNNI_TWIN)
+#if defined(MOBILELLM_TEST_TWINS)
   tables.push_back(&kAvxVnniEvexTwin);
+  tables.push_back(&kAmxEmulatedTwin);
 #endif
   return tables;
 }

@@ -16,6 +16,9 @@ extern const KernelTable kAvx512VnniKernels;
 #if defined(MOBILELLM_HAVE_AVXVNNI)
 extern const KernelTable kAvxVnniKernels;
 #endif
+#if defined(MOBILELLM_HAVE_AMX)
+extern const KernelTable kAmxKernels;
+#endif
 #if defined(MOBILELLM_HAVE_NEON)
 extern const KernelTable kNeonKernels;
 extern const KernelTable kNeonDotprodKernels;
@@ -33,6 +36,9 @@ const std::vector<const KernelTable*>& AllKernelTables() {
 #endif
 #if defined(MOBILELLM_HAVE_AVX2)
     &kAvx512VnniKernels,
+#endif
+#if defined(MOBILELLM_HAVE_AMX)
+    &kAmxKernels,
 #endif
 #if defined(MOBILELLM_HAVE_NEON)
     &kNeonKernels,
