@@ -6,6 +6,7 @@
 // the KV cache, because each pass sees different inputs.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -23,6 +24,15 @@ constexpr int kMinAttnKeys = 32;
 // Slots for the runs' partial outputs: (token, KV head, run) items, a few per thread.
 constexpr int MaxAttnParts(int n_threads) {
   return 4 * n_threads;
+}
+// DecodeProfile's phases, in the order a forward pass runs them.
+enum Phase { kAttnNorm, kQkv, kRopeKv, kAttention, kAttnOut, kFfnNorm, kGateUp, kDown, kHead };
+constexpr const char* kPhaseNames[] = {"attn_norm", "qkv",     "rope_kv", "attention", "attn_out",
+                                       "ffn_norm",  "gate_up", "down",    "head"};
+uint64_t Bytes(const Tensor& t) {
+  uint64_t shape[format::kMaxRank];
+  for (int i = 0; i < t.rank; ++i) shape[i] = uint64_t(t.shape[i]);
+  return format::TensorBytes(uint32_t(t.dtype), uint32_t(t.rank), shape);
 }
 }  // namespace
 
@@ -166,6 +176,7 @@ struct Session::Impl {
   std::vector<int8_t> xq;     // [n_batch, max(dim, q_dim, ffn_dim)] int8 blocks of a matmul input
   std::vector<float> xd;      // [n_batch, max(dim, q_dim, ffn_dim) / 32] their scales
   std::vector<float> logits;  // [n_batch or 1, vocab_size]
+  DecodeProfile profile;      // phases (kPhase*) when opt.profile, else empty
 
   // Each (logical layer, KV head) has n_ctx_blocks() * kKeyBlock positions of keys, in key blocks
   // (kernels.h: KeyIndex), and n_ctx rows of values.
@@ -265,6 +276,9 @@ void Session::Reset() {
 const Model& Session::model() const {
   return *impl_->model;
 }
+const DecodeProfile& Session::profile() const {
+  return impl_->profile;
+}
 
 Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model,
                                                  const SessionOptions& options) {
@@ -320,6 +334,19 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
                          std::to_string(o.n_ctx) + " tokens (try a smaller -c)");
   }
   m.pool = std::make_unique<ThreadPool>(o.n_threads);
+  if (o.profile) {
+    for (const char* name : kPhaseNames) m.profile.phases.push_back({name});
+    const Model::Weights& w = m.model->weights();
+    for (const Model::Weights::Block& blk : w.blocks) {
+      m.profile.phases[kQkv].weight_bytes +=
+          c.n_repeat * (Bytes(blk.attn_q) + Bytes(blk.attn_k) + Bytes(blk.attn_v));
+      m.profile.phases[kAttnOut].weight_bytes += c.n_repeat * Bytes(blk.attn_o);
+      m.profile.phases[kGateUp].weight_bytes +=
+          c.n_repeat * (Bytes(blk.ffn_gate) + Bytes(blk.ffn_up));
+      m.profile.phases[kDown].weight_bytes += c.n_repeat * Bytes(blk.ffn_down);
+    }
+    m.profile.phases[kHead].weight_bytes = Bytes(w.output);
+  }
   return s;
 }
 
@@ -430,6 +457,17 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
   const int dim = c.dim, half = c.head_dim / 2;
   const WeightView embd{w.token_embd.data, w.token_embd.dtype, c.vocab_size, dim,
                         w.token_embd.layout};
+  // With opt.profile, lap(phase) adds the time since the previous lap to that phase (decode only;
+  // the laps are back to back, so the phases add up to the whole pass).
+  using Clock = std::chrono::steady_clock;
+  const bool timed = !profile.phases.empty() && n == 1;
+  Clock::time_point mark = timed ? Clock::now() : Clock::time_point();
+  const auto lap = [&](Phase phase) {
+    if (!timed) return;
+    const Clock::time_point now = Clock::now();
+    profile.phases[phase].seconds += std::chrono::duration<double>(now - mark).count();
+    mark = now;
+  };
 
   for (int t = 0; t < n; ++t)
     k->row_to_f32[WeightTypeIndex(w.token_embd.dtype)](embd, ids[t], &x[size_t(t) * dim]);
@@ -453,7 +491,9 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
         k->rmsnorm(&x[size_t(t) * dim], blk.attn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
         if (q_attn) QuantizeRow(&xb[size_t(t) * dim], t, dim);
       });
+      lap(kAttnNorm);
       Matmuls(n, qkv, false, q_attn);
+      lap(kQkv);
       PerToken(n, [&](int t) {
         const float* cos = &rope_cos[size_t(pos0 + t) * half];
         const float* sin = &rope_sin[size_t(pos0 + t) * half];
@@ -464,8 +504,13 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
           StoreKv(kt + h * c.head_dim, &vb[size_t(t) * c.kv_dim() + h * c.head_dim], layer, h,
                   pos0 + t);
       });
+      lap(kRopeKv);
       Attention(layer, n, pos0);
+      if (timed)
+        profile.phases[kAttention].cache_bytes += uint64_t(pos0 + 1) * 2 * c.kv_dim() * kv_elem;
+      lap(kAttention);
       Matmuls(n, {{att.data(), &blk.attn_o, xb2.data(), dim}});
+      lap(kAttnOut);
 
       // SwiGLU FFN: x += down(silu(gate(norm(x))) * up(norm(x)))
       const std::initializer_list<MatmulJob> gate_up = {
@@ -477,8 +522,11 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
         k->rmsnorm(&x[size_t(t) * dim], blk.ffn_norm.f32(), dim, c.norm_eps, &xb[size_t(t) * dim]);
         if (q_ffn) QuantizeRow(&xb[size_t(t) * dim], t, dim);
       });
+      lap(kFfnNorm);
       Matmuls(n, gate_up, /*silu_gate=*/true, q_ffn);
+      lap(kGateUp);
       Matmuls(n, {{hb.data(), &blk.ffn_down, xb2.data(), dim}});
+      lap(kDown);
     }
   }
   // The last layer's FFN output, added where the next layer's norm would have added it.
@@ -490,6 +538,8 @@ void Session::Impl::Forward(const int* ids, int n, int pos0) {
     k->rmsnorm(&x[size_t(t) * dim], w.output_norm.f32(), dim, c.norm_eps,
                &xb[size_t(t - first) * dim]);
   Matmuls(n - first, {{xb.data(), &w.output, logits.data(), c.vocab_size}});
+  lap(kHead);
+  if (timed) ++profile.passes;
 }
 
 Status Session::Evaluate(const int* ids, int n) {

@@ -5,8 +5,10 @@
 // PyTorch differ only in summation order), 2e-3 for f16 files made from f32 weights (weight
 // rounding), 2e-2 for bf16 (8-bit mantissas).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include <cstring>
 #include "mobilellm/kernels.h"
@@ -235,6 +237,59 @@ TEST_F(Engine, SplitDecodeAttentionMatchesOneThread) {
     const std::vector<float> want(one->logits(), one->logits() + vocab);
     ASSERT_LT(RelError(two->logits(), want), 2e-5) << "position " << p;
   }
+}
+
+// The decode profile counts one-token passes only; its phases, timed back to back, add up to no
+// more than those passes took; its byte counts are the weights a pass reads (a layer-shared
+// block's twice, as it runs twice), taken here from the file's entries, and the KV cache that
+// attention reads.
+TEST_F(Engine, DecodeProfileAccountsForEveryPass) {
+  auto model = Ls();
+  const ModelConfig& c = model->config();
+  SessionOptions o;
+  o.n_threads = 2;
+  o.kv_type = DType::kF32;
+  EXPECT_TRUE(Session::Create(model, o).value()->profile().phases.empty());
+  o.profile = true;
+  auto s = Session::Create(model, o).value();
+  ASSERT_TRUE(s->Evaluate(golden_->prompt).ok());
+  EXPECT_EQ(s->profile().passes, 0) << "a prompt is not a decode step";
+  const int steps = 5, pos0 = s->pos();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) {
+    const int id = 5 + i;
+    ASSERT_TRUE(s->Evaluate(&id, 1).ok());
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const DecodeProfile& p = s->profile();
+  EXPECT_EQ(p.passes, steps);
+  std::map<std::string, const DecodeProfile::Phase*> by_name;
+  double timed = 0;
+  for (const DecodeProfile::Phase& ph : p.phases) {
+    by_name[ph.name] = &ph;
+    EXPECT_GE(ph.seconds, 0) << ph.name;
+    timed += ph.seconds;
+  }
+  ASSERT_EQ(by_name.size(), 9u);
+  EXPECT_GT(timed, 0);
+  EXPECT_LE(timed, wall);
+  std::map<std::string, uint64_t> want;
+  for (const format::TensorEntry* e : model->file().entries()) {
+    const std::string name = e->name, kind = name.substr(name.find_last_of('.') + 1);
+    if (kind == "attn_q" || kind == "attn_k" || kind == "attn_v") want["qkv"] += e->nbytes;
+    if (kind == "attn_o") want["attn_out"] += e->nbytes;
+    if (kind == "ffn_gate" || kind == "ffn_up") want["gate_up"] += e->nbytes;
+    if (kind == "ffn_down") want["down"] += e->nbytes;
+    if (name == (c.tied_head ? "token_embd" : "output")) want["head"] = e->nbytes;
+  }
+  for (const char* name : {"qkv", "attn_out", "gate_up", "down"})
+    EXPECT_EQ(by_name[name]->weight_bytes, want[name] * c.n_repeat) << name;
+  EXPECT_EQ(by_name["head"]->weight_bytes, want["head"]);
+  EXPECT_EQ(by_name["attention"]->weight_bytes, 0u);
+  uint64_t cache = 0;  // keys and values of positions 0..pos, f32, every logical layer
+  for (int i = 0; i < steps; ++i)
+    cache += uint64_t(pos0 + i + 1) * 2 * c.kv_dim() * 4 * c.n_layers();
+  EXPECT_EQ(by_name["attention"]->cache_bytes, cache);
 }
 
 TEST_F(Engine, TokenByTokenEqualsBatchedPrompt) {

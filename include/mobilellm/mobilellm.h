@@ -68,6 +68,27 @@ struct SessionOptions {
   // KV-cache element type: f16 (half the memory and attention traffic; logits within ~1e-3 of
   // f32) or f32 (what the PyTorch reference computes, bit for bit in the parity tests).
   DType kv_type = DType::kF16;
+  // Time every phase of one-token forward passes (decode) into Session::profile(); costs two
+  // clock reads per phase, ~0.5% of a 125M step.
+  bool profile = false;
+};
+
+// Where the time of one-token forward passes went (SessionOptions::profile), summed over every
+// such pass since the session was created: each phase's wall time and the weight bytes its
+// matmuls read in one pass, so that seconds / passes and weight_bytes * passes / seconds are a
+// phase's time per token and its read bandwidth.
+struct DecodeProfile {
+  struct Phase {
+    const char* name;
+    double seconds = 0;
+    uint64_t weight_bytes = 0;  // per pass
+    uint64_t cache_bytes = 0;   // attention: KV-cache bytes read, summed over the passes
+  };
+  // In the order a pass runs them, back to back, so they add up to the pass: attn_norm (with the
+  // embedding row; residual add, RMSNorm, int8 blocks), qkv, rope_kv (RoPE and the cache write),
+  // attention, attn_out, ffn_norm, gate_up (with SiLU-gate), down, head (final norm and logits).
+  std::vector<Phase> phases;
+  int64_t passes = 0;
 };
 
 class Session {
@@ -89,6 +110,7 @@ class Session {
   int n_threads() const;
   void Reset();  // empties the KV cache
   const Model& model() const;
+  const DecodeProfile& profile() const;  // empty unless SessionOptions::profile
 
  private:
   Session();

@@ -60,6 +60,7 @@ nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threa
   so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   so.n_ctx = a.n_prompt + a.n_gen + 1;
   so.n_batch = std::max(1, a.n_prompt);
+  so.profile = a.profile;
   auto session = Session::Create(*model, so);
   if (!session.ok()) return {{"error", session.status().message()}};
   const auto cold_t2 = Clock::now();
@@ -81,7 +82,10 @@ nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threa
   row["cold_ttft_ms"] = Ms(cold_t0, cold_t3);
 
   std::vector<double> prefill, decode, ttft;
+  DecodeProfile warm_up;  // the profile after the warm-up, taken off at the end
+  double decode_seconds = 0;
   for (int rep = -1; rep < a.reps; ++rep) {  // rep -1 is the warm-up
+    if (rep == 0) warm_up = s.profile();
     s.Reset();
     const auto t0 = Clock::now();
     st = s.Evaluate(prompt);
@@ -98,6 +102,34 @@ nlohmann::json MeasureRow(const BenchArgs& a, const std::string& path, int threa
     ttft.push_back(Ms(t0, t1));
     prefill.push_back(a.n_prompt * 1000.0 / Ms(t0, t1));
     if (a.n_gen > 0) decode.push_back(a.n_gen * 1000.0 / Ms(t1, t2));
+    decode_seconds += Ms(t1, t2) / 1000;
+  }
+  if (a.profile && a.reps > 0 && a.n_gen > 0) {
+    // Per decoded token: each phase's time, its share of the decode time, and the bytes it read
+    // (matmuls: weights; attention: the KV cache) over that time; "outside" is the rest of a step
+    // (sampling, bookkeeping).
+    const DecodeProfile& p = s.profile();
+    const double steps = double(p.passes - warm_up.passes);
+    double in_passes = 0;
+    nlohmann::json phases = nlohmann::json::array();
+    for (size_t i = 0; i < p.phases.size(); ++i) {
+      const double sec = p.phases[i].seconds - warm_up.phases[i].seconds;
+      const double bytes = double(p.phases[i].weight_bytes) * steps +
+                           double(p.phases[i].cache_bytes - warm_up.phases[i].cache_bytes);
+      in_passes += sec;
+      phases.push_back({{"phase", p.phases[i].name},
+                        {"us_per_token", sec / steps * 1e6},
+                        {"share", sec / decode_seconds},
+                        {"bytes_per_token", bytes / steps},
+                        {"GBps", sec > 0 ? bytes / sec / 1e9 : 0.0}});
+    }
+    const double outside = std::max(0.0, decode_seconds - in_passes);
+    phases.push_back({{"phase", "outside"},
+                      {"us_per_token", outside / steps * 1e6},
+                      {"share", outside / decode_seconds},
+                      {"bytes_per_token", 0.0},
+                      {"GBps", 0.0}});
+    row["decode_profile"] = phases;
   }
   // After decode has touched every weight: how many of them 2 MiB pages map (memory.h).
   row["weights_2m_pages_MiB"] =
@@ -232,6 +264,22 @@ int RunBench(const BenchArgs& a) {
       "Cold load: %s.\n",
       a.n_prompt, a.n_gen, a.reps,
       rows.empty() ? "-" : rows[0]["cache"].get<std::string>().c_str());
+  for (const auto& r : rows) {
+    if (!r.contains("decode_profile")) continue;
+    std::printf(
+        "\nDecode profile, %s, %d thread%s: per generated token, over all repetitions "
+        "(MB read: weights, and the KV cache for attention)\n\n",
+        Basename(r["model"]).c_str(), r["threads"].get<int>(),
+        r["threads"].get<int>() == 1 ? "" : "s");
+    std::printf("| phase | us/token | share | MB read/token | GB/s |\n|---|---:|---:|---:|---:|\n");
+    for (const auto& ph : r["decode_profile"]) {
+      const double mb = ph["bytes_per_token"].get<double>() / 1e6;
+      std::printf("| %s | %s | %s%% | %s | %s |\n", ph["phase"].get<std::string>().c_str(),
+                  Fixed(ph["us_per_token"], 1).c_str(),
+                  Fixed(100 * ph["share"].get<double>(), 1).c_str(),
+                  mb > 0 ? Fixed(mb, 1).c_str() : "-", mb > 0 ? Fixed(ph["GBps"], 1).c_str() : "-");
+    }
+  }
   return 0;
 }
 

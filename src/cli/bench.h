@@ -13,6 +13,7 @@ struct BenchArgs {
   int n_prompt = 128, n_gen = 128, reps = 5;
   std::string output = "md";    // md | json | csv
   std::string kv_type = "f16";  // f16 | f32
+  bool profile = false;         // time each phase of the decode steps (SessionOptions::profile)
 };
 
 int RunBench(const BenchArgs& args);

@@ -420,6 +420,9 @@ int main(int argc, char** argv) {
   bench->add_option("--output", bn.output, "md, json (one object per row) or csv")
       ->capture_default_str()
       ->check(CLI::IsMember({"md", "json", "csv"}));
+  bench->add_flag(
+      "--profile", bn.profile,
+      "Also time each phase of a decode step (matmuls with their GB/s, attention, ...)");
 
   try {
     app.parse(argc, argv);
