@@ -76,26 +76,29 @@ inline void TileRelease() {
   for (EmulatedTile& t : tiles) t.rows = t.colsb = 0;
 }
 #else
+// Our own asm rather than GCC 12's tile intrinsics, whose operands hide memory from the compiler:
+// _tile_loadconfig declares 8 of the 64 config bytes as read (stores to the rest may be dropped as
+// dead) and _tile_loadd none (stores to the tile's source may be moved past it).
 inline void LoadConfig(const TileConfig& cfg) {
-  _tile_loadconfig(&cfg);
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
 }
 inline void LoadActivations(const void* p, int64_t stride) {
-  _tile_loadd(1, p, stride);
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm1" ::"r"(p), "r"(stride) : "memory");
 }
 inline void LoadWeights(const void* p, int64_t stride) {
-  _tile_loadd(2, p, stride);
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm2" ::"r"(p), "r"(stride) : "memory");
 }
 inline void ZeroProducts() {
-  _tile_zero(0);
+  __asm__ volatile("tilezero %%tmm0" ::);
 }
 inline void StoreProducts(void* p, int64_t stride) {
-  _tile_stored(0, p, stride);
+  __asm__ volatile("tilestored %%tmm0, (%0,%1,1)" ::"r"(p), "r"(stride) : "memory");
 }
-inline void Multiply() {
-  _tile_dpbssd(0, 1, 2);
+inline void Multiply() {  // tmm0 += tmm1 . tmm2 (AT&T operand order)
+  __asm__ volatile("tdpbssd %%tmm2, %%tmm1, %%tmm0" ::);
 }
 inline void TileRelease() {
-  _tile_release();
+  __asm__ volatile("tilerelease" ::);
 }
 #endif
 
