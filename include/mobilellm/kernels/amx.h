@@ -26,8 +26,8 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
 
 // The kernel uses three tiles: 0 the int32 products (m tokens x 16 rows), 1 the activations (m
-// tokens x one block of 32 bytes), 2 the weights (8 x 64 bytes: one block of a panel). GCC's tile
-// intrinsics paste the tile number into the instruction text, so each role has its own function.
+// tokens x one block of 32 bytes), 2 the weights (8 x 64 bytes: one block of a panel). A tile's
+// number is part of its instruction, so each role has its own function.
 #if defined(MOBILELLM_AMX_EMULATE)
 // The tile instructions after the SDM's pseudocode, one tile state per thread as in hardware.
 struct EmulatedTile {
@@ -167,8 +167,10 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
       if constexpr (kW == DType::kQ4_0)
         for (int b = 0; b < nb; ++b) UnpackQ4Block(ref::PanelQuants(w, r, b), unpacked[b]);
       const auto weights = [&](int b) -> const void* {
-        if constexpr (kW == DType::kQ4_0) return unpacked[b];
-        return ref::PanelQuants(w, r, b);
+        if constexpr (kW == DType::kQ4_0)
+          return unpacked[b];
+        else
+          return ref::PanelQuants(w, r, b);
       };
       for (int t0 = ta; t0 < tb; t0 += 16)
         PanelTokens(in, w, r, t0, std::min(16, tb - t0), weights, y, y_stride);
