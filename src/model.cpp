@@ -29,11 +29,6 @@ constexpr int MaxAttnParts(int n_threads) {
 enum Phase { kAttnNorm, kQkv, kRopeKv, kAttention, kAttnOut, kFfnNorm, kGateUp, kDown, kHead };
 constexpr const char* kPhaseNames[] = {"attn_norm", "qkv",     "rope_kv", "attention", "attn_out",
                                        "ffn_norm",  "gate_up", "down",    "head"};
-uint64_t Bytes(const Tensor& t) {
-  uint64_t shape[format::kMaxRank];
-  for (int i = 0; i < t.rank; ++i) shape[i] = uint64_t(t.shape[i]);
-  return format::TensorBytes(uint32_t(t.dtype), uint32_t(t.rank), shape);
-}
 }  // namespace
 
 struct Model::Weights {
@@ -339,13 +334,13 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
     const Model::Weights& w = m.model->weights();
     for (const Model::Weights::Block& blk : w.blocks) {
       m.profile.phases[kQkv].weight_bytes +=
-          c.n_repeat * (Bytes(blk.attn_q) + Bytes(blk.attn_k) + Bytes(blk.attn_v));
-      m.profile.phases[kAttnOut].weight_bytes += c.n_repeat * Bytes(blk.attn_o);
+          c.n_repeat * (blk.attn_q.nbytes() + blk.attn_k.nbytes() + blk.attn_v.nbytes());
+      m.profile.phases[kAttnOut].weight_bytes += c.n_repeat * blk.attn_o.nbytes();
       m.profile.phases[kGateUp].weight_bytes +=
-          c.n_repeat * (Bytes(blk.ffn_gate) + Bytes(blk.ffn_up));
-      m.profile.phases[kDown].weight_bytes += c.n_repeat * Bytes(blk.ffn_down);
+          c.n_repeat * (blk.ffn_gate.nbytes() + blk.ffn_up.nbytes());
+      m.profile.phases[kDown].weight_bytes += c.n_repeat * blk.ffn_down.nbytes();
     }
-    m.profile.phases[kHead].weight_bytes = Bytes(w.output);
+    m.profile.phases[kHead].weight_bytes = w.output.nbytes();
   }
   return s;
 }

@@ -28,6 +28,12 @@ struct Tensor {
     return n;
   }
   size_t row_bytes() const { return cols() * format::DTypeSize(uint32_t(dtype)); }
+  // The whole tensor's bytes, block-quantized types included (format::TensorBytes).
+  uint64_t nbytes() const {
+    uint64_t s[format::kMaxRank] = {0, 0, 0, 0};
+    for (int i = 0; i < rank; ++i) s[i] = uint64_t(shape[i]);
+    return format::TensorBytes(uint32_t(dtype), uint32_t(rank), s);
+  }
   const uint8_t* row(int64_t r) const {
     return static_cast<const uint8_t*>(data) + r * row_bytes();
   }
