@@ -8,12 +8,9 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAmxEmulatedTwin = avx2::MakeTable(
-    "amx_emulated_twin", "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni",
-    [](const CpuFeatures& f) {
-      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
-    },
-    amx::MatmulQ<DType::kQ8_0>, amx::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>,
-    avx512::Attend<DType::kF16>);
+extern const KernelTable kAmxEmulatedTwin =
+    avx2::MakeTable("amx_emulated_twin", MOBILELLM_AVX512VNNI_REQUIRES, avx512::Supported,
+                    amx::MatmulQ<DType::kQ8_0>, amx::MatmulQ<DType::kQ4_0>,
+                    avx512::Attend<DType::kF32>, avx512::Attend<DType::kF16>);
 
 }  // namespace mobilellm

@@ -6,11 +6,8 @@
 namespace mobilellm {
 
 extern const KernelTable kAmxKernels = avx2::MakeTable(
-    "amx", "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni amx-int8",
-    [](const CpuFeatures& f) {
-      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni &&
-             f.amx_int8;
-    },
+    "amx", MOBILELLM_AVX512VNNI_REQUIRES " amx-int8",
+    [](const CpuFeatures& f) { return avx512::Supported(f) && f.amx_int8; },
     amx::MatmulQ<DType::kQ8_0>, amx::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>,
     avx512::Attend<DType::kF16>);
 

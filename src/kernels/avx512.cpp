@@ -6,11 +6,7 @@
 namespace mobilellm {
 
 extern const KernelTable kAvx512VnniKernels = avx2::MakeTable(
-    "avx512vnni", "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni",
-    [](const CpuFeatures& f) {
-      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
-    },
-    avx512::MatmulQ<DType::kQ8_0>, avx512::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>,
-    avx512::Attend<DType::kF16>);
+    "avx512vnni", MOBILELLM_AVX512VNNI_REQUIRES, avx512::Supported, avx512::MatmulQ<DType::kQ8_0>,
+    avx512::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>, avx512::Attend<DType::kF16>);
 
 }  // namespace mobilellm

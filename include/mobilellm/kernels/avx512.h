@@ -12,6 +12,10 @@
 
 #include "mobilellm/kernels/avx2.h"
 
+// What the AVX-512 VNNI kernels need, for every table built on them (avx512vnni, amx and its
+// test twin): the features' names for messages, and the check.
+#define MOBILELLM_AVX512VNNI_REQUIRES "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni"
+
 namespace mobilellm::avx512 {
 // Internal linkage: every kernel TU gets its own copy compiled with its own ISA flags. Shared
 // inline or template code would be merged across TUs by the linker, and an AVX-512 build of a
@@ -19,6 +23,10 @@ namespace mobilellm::avx512 {
 namespace {
 
 using avx2::kMaxBlocks;
+
+inline bool Supported(const CpuFeatures& f) {
+  return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+}
 
 // Quants of blocks b and b + 1 of a row as 64 unsigned bytes in element order, offset to be
 // vpdpbusd's unsigned operand: q8_0 as w + 128 (sign bit flipped), q4_0 as q + 8 (the nibble).
