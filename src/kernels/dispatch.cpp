@@ -1,4 +1,5 @@
 // Picks the kernel table once: the best one the CPU supports, or the one MOBILELLM_ISA forces.
+// Also MergeAttention, which every table shares (it runs once per head, after the parallel part).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
