@@ -13,12 +13,13 @@ tools/install-deps.sh --test
 jobs=$(nproc)
 
 cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-  -DCMAKE_BUILD_TYPE=Release -DMOBILELLM_STATIC=ON >/dev/null
+  -DCMAKE_BUILD_TYPE=Release -DMOBILELLM_STATIC=ON -DMOBILELLM_BUILD_TESTS=ON -DMOBILELLM_BUILD_BENCH=ON \
+  -DMOBILELLM_SANITIZE=OFF -DMOBILELLM_FUZZ=OFF >/dev/null
 cmake --build build-aarch64 -j"$jobs"
 
 for cpu in max cortex-a53; do
   echo "== aarch64 tests under qemu -cpu $cpu" >&2
-  (cd build-aarch64 && QEMU_CPU=$cpu ctest --output-on-failure -j"$jobs")
+  (cd build-aarch64 && QEMU_CPU=$cpu ctest --output-on-failure --no-tests=error -j"$jobs")
 done
 
 # A static binary, one file, as on a phone: the aarch64 converter turns a test checkpoint into
