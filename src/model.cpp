@@ -280,7 +280,7 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   const ModelConfig& c = model->config();
   SessionOptions o = options;
   if (o.n_ctx <= 0) o.n_ctx = c.n_ctx;
-  if (o.n_threads <= 0) o.n_threads = PhysicalCores();
+  if (o.n_threads <= 0) o.n_threads = std::min(PhysicalCores(), AvailableCpus());
   if (o.n_batch <= 0) o.n_batch = 256;
   o.n_batch = std::min(o.n_batch, o.n_ctx);
   if (o.n_ctx > (1 << 20))

@@ -1,5 +1,7 @@
 #include "mobilellm/threadpool.h"
 
+#include <sched.h>
+
 #include <fstream>
 #include <set>
 #include <string>
@@ -20,7 +22,9 @@ namespace {
 constexpr int kSpinIterations = 1 << 16;  // ~100 us of spinning before sleeping
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads),
+      spin_iterations_(n_threads_ > AvailableCpus() ? 0 : kSpinIterations) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back(&ThreadPool::Worker, this, i);
 }
 
@@ -47,10 +51,15 @@ void ThreadPool::RunErased(void (*call)(void*, int), void* ctx) {
   }
   wake_.notify_all();
   call(ctx, 0);
-  // Spin while the workers finish their share; if one of them is not running (more threads than
-  // free cores: a busy phone, an emulator), give the core away instead of burning it.
+  if (spin_iterations_ == 0) {  // oversubscribed: sleep until the last worker says it is done
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    return;
+  }
+  // Spin while the workers finish their share; if one of them is not running (free cores taken
+  // by others: a busy phone, an emulator), give the core away instead of burning it.
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < kSpinIterations)
+    if (spins < spin_iterations_)
       MOBILELLM_PAUSE();
     else
       std::this_thread::yield();
@@ -61,7 +70,7 @@ void ThreadPool::Worker(int thread) {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
-    while (epoch_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+    while (epoch_.load(std::memory_order_acquire) == seen && spins < spin_iterations_) {
       MOBILELLM_PAUSE();
       ++spins;
     }
@@ -72,7 +81,10 @@ void ThreadPool::Worker(int thread) {
     seen = epoch_.load(std::memory_order_acquire);
     if (stop_.load()) return;
     call_(ctx_, thread);
-    pending_.fetch_sub(1, std::memory_order_release);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1 && spin_iterations_ == 0) {
+      std::lock_guard<std::mutex> lock(mu_);  // so the caller cannot miss it between test and wait
+      done_.notify_one();
+    }
   }
 }
 
@@ -97,6 +109,16 @@ int PhysicalCores() {
     cores.insert({p, c});
   }
   if (!cores.empty()) return int(cores.size());
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? int(n) : 1;
+}
+
+int AvailableCpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
   const unsigned n = std::thread::hardware_concurrency();
   return n ? int(n) : 1;
 }

@@ -1,4 +1,5 @@
 // The mobilellm CLI as a user runs it: output shapes, exit codes, one-line errors.
+#include "mobilellm/threadpool.h"
 #include "test_util.h"
 
 namespace mobilellm {
@@ -121,6 +122,25 @@ TEST_F(Cli, BadModelFilesGetOneLine) {
   r = RunCommand(testing::Mobilellm() + " generate -m " + d / "missing.mlm");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot open: No such file or directory"), std::string::npos) << r.err;
+}
+
+// More threads than CPUs: one warning line, and the run uses as many threads as there are CPUs
+// (bench/oversubscription.sh prints what that does for speed).
+TEST_F(Cli, ThreadsBeyondTheCpusAreClampedWithOneWarning) {
+  const int cpus = AvailableCpus();
+  const auto r = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                            " -p 'Mr. Bennet' --temp 0 -n 4 --json -t 256");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(LastJsonLine(r.out)["threads"], std::min(cpus, 256));
+  const std::string warning = "mobilellm: warning: -t 256 is more than the " +
+                              std::to_string(cpus) + " CPU" + (cpus == 1 ? "" : "s") +
+                              " this process may use; using " + std::to_string(cpus) + " threads\n";
+  if (cpus < 256) {
+    EXPECT_EQ(r.err.rfind(warning, 0), 0u) << r.err;
+  }
+  const auto fine = RunCommand(testing::Mobilellm() + " generate -m " + Model() +
+                               " -p 'Mr. Bennet' --temp 0 -n 4 --json -t 1");
+  EXPECT_EQ(fine.err.find("warning"), std::string::npos) << fine.err;
 }
 
 TEST_F(Cli, InfoVerify) {

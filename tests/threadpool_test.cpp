@@ -1,4 +1,5 @@
-// The thread pool: Split's partition, Run's one call per thread, ForEach's each-item-once.
+// The thread pool: Split's partition, Run's one call per thread, ForEach's each-item-once, and a
+// pool with more threads than CPUs that sleeps instead of spinning.
 #include "mobilellm/threadpool.h"
 
 #include <gtest/gtest.h>
@@ -54,6 +55,27 @@ TEST(ThreadPool, ForEachVisitsEveryItemOnce) {
       for (int i = 0; i < n; ++i) ASSERT_EQ(seen[i].load(), 1) << threads << " " << n << " " << i;
       ASSERT_EQ(bad_thread.load(), 0);
     }
+  }
+}
+
+// More threads than CPUs: the pool must not spin (a spinning thread takes the core from the one it
+// waits for), and must still run every region on every thread, many short regions in a row as
+// the decoder does (with spinning waits this took minutes on two cores, under qemu more).
+TEST(ThreadPool, OversubscribedPoolSleepsInsteadOfSpinning) {
+  const int cpus = AvailableCpus();
+  ASSERT_GE(cpus, 1);
+  EXPECT_TRUE(ThreadPool(cpus).spins()) << "as many threads as CPUs spin";
+  for (int threads : {cpus + 1, 64}) {
+    if (threads <= cpus) continue;
+    ThreadPool pool(threads);
+    EXPECT_FALSE(pool.spins()) << threads << " threads on " << cpus << " CPUs";
+    std::vector<std::atomic<int>> calls(threads);
+    const int rounds = 2000;
+    for (int round = 0; round < rounds; ++round) pool.Run([&](int t) { calls[t].fetch_add(1); });
+    for (int t = 0; t < threads; ++t) ASSERT_EQ(calls[t].load(), rounds) << threads << " " << t;
+    std::atomic<int> sum{0};
+    pool.ForEach(1000, [&](int i, int) { sum.fetch_add(i); });
+    EXPECT_EQ(sum.load(), 999 * 1000 / 2);
   }
 }
 

@@ -62,7 +62,7 @@ class Model {
 
 struct SessionOptions {
   int n_ctx = 0;            // KV-cache length in tokens; 0 = the model's trained context
-  int n_threads = 0;        // 0 = physical cores
+  int n_threads = 0;        // 0 = physical cores (at most AvailableCpus())
   int n_batch = 256;        // prompt tokens evaluated per forward pass
   bool logits_all = false;  // keep logits for every token of an Evaluate call (perplexity)
   // KV-cache element type: f16 (half the memory and attention traffic; logits within ~1e-3 of

@@ -15,6 +15,7 @@
 
 #include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
+#include "threads.h"
 
 namespace mobilellm::cli {
 
@@ -181,7 +182,8 @@ int RunBench(const BenchArgs& a) {
   std::vector<nlohmann::json> rows;
   const size_t total = a.models.size() * a.threads.size();
   for (const std::string& path : a.models) {
-    for (int threads : a.threads) {
+    for (const int asked : a.threads) {
+      const int threads = UsableThreads(asked);
       std::fprintf(stderr, "[%zu/%zu] %s, %d thread%s ...\n", rows.size() + 1, total,
                    Basename(path).c_str(), threads, threads == 1 ? "" : "s");
       int fds[2];
@@ -209,6 +211,7 @@ int RunBench(const BenchArgs& a) {
         return 1;
       }
       row["peak_rss_mib"] = ru.ru_maxrss / 1024.0;
+      row["threads_asked"] = asked;
       rows.push_back(row);
     }
   }

@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
+#include "threads.h"
 
 #ifndef MOBILELLM_SOURCE_DIR
 #define MOBILELLM_SOURCE_DIR "."
@@ -178,7 +179,7 @@ int RunGenerate(GenerateArgs& a) {
 
   SessionOptions so;
   so.n_ctx = a.ctx;
-  so.n_threads = a.threads;
+  so.n_threads = cli::UsableThreads(a.threads);
   so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   auto session_r = Session::Create(model, so);
   if (!session_r.ok()) return Fail(session_r.status().message());
@@ -266,7 +267,8 @@ int RunPerplexity(const PerplexityArgs& a) {
   if (!ReadFile(a.text_file, &text)) return Fail(a.text_file + ": cannot read the text file");
   if (a.ctx < 2) return Fail("-c must be at least 2");
   SessionOptions so;
-  so.n_ctx = a.ctx, so.n_batch = a.ctx, so.n_threads = a.threads, so.logits_all = true;
+  so.n_ctx = a.ctx, so.n_batch = a.ctx, so.n_threads = cli::UsableThreads(a.threads);
+  so.logits_all = true;
   so.kv_type = a.kv_type == "f32" ? DType::kF32 : DType::kF16;
   auto session_r = Session::Create(model, so);
   if (!session_r.ok()) return Fail(session_r.status().message());
