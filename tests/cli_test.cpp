@@ -1,4 +1,5 @@
 // The mobilellm CLI as a user runs it: output shapes, exit codes, one-line errors.
+#include "mobilellm/format.h"
 #include "mobilellm/threadpool.h"
 #include "test_util.h"
 
@@ -92,6 +93,45 @@ TEST_F(Cli, PromptLongerThanTheContextSaysBothLengths) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("more than the context of 4"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.out, "") << "the prompt must not be echoed before the error is known";
+}
+
+// Every command that fails after its model loaded: stdout stays empty, so a script reading it sees
+// the whole result or nothing. (Load errors are in BadModelFilesGetOneLine.)
+TEST_F(Cli, NothingReachesStdoutBeforeAnError) {
+  TempDir d;
+  const auto expect_error_only = [](const std::string& args, const std::string& message) {
+    const auto r = RunCommand(testing::Mobilellm() + " " + args);
+    EXPECT_EQ(r.exit_code, 1) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args;
+    // The error is stderr's last line (bench's progress lines may come before it).
+    const size_t last = r.err.rfind('\n', r.err.size() - 2);
+    const std::string line = r.err.substr(last == std::string::npos ? 0 : last + 1);
+    EXPECT_EQ(line.rfind("mobilellm: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_NE(line.find(message), std::string::npos) << args << ": " << r.err;
+  };
+  // generate: a prompt longer than the context, also as JSON and from a file.
+  testing::WriteAll(d / "long.txt", "Mr. Bennet was among the earliest of those who waited on him");
+  expect_error_only("generate -m " + Model() + " -c 4 -f " + d / "long.txt",
+                    "more than the context");
+  expect_error_only("generate -m " + Model() + " -c 4 --json -f " + d / "long.txt",
+                    "more than the context");
+  // info --verify: a flipped bit in a tensor's data is found after the header parsed.
+  std::string bytes = testing::ReadAll(Model());
+  const auto& h = *reinterpret_cast<const format::FileHeader*>(bytes.data());
+  const auto& e = *reinterpret_cast<const format::TensorEntry*>(bytes.data() + h.table_offset);
+  bytes[e.offset + 5] ^= 0x40;
+  testing::WriteAll(d / "flip.mlm", bytes);
+  expect_error_only("info --verify " + d / "flip.mlm", "checksum mismatch");
+  // perplexity: a text with no tokens.
+  testing::WriteAll(d / "empty.txt", "");
+  expect_error_only("perplexity -m " + Model() + " -f " + d / "empty.txt", "no tokens");
+  // bench: the second model fails after the first row was measured.
+  testing::WriteAll(d / "cut.mlm", bytes.substr(0, bytes.size() / 2));
+  expect_error_only("bench -m " + Model() + " -m " + d / "cut.mlm" + " -p 4 -n 4 -r 1",
+                    "truncated");
+  // tokenize: a model that does not load.
+  expect_error_only("tokenize -m " + d / "cut.mlm" + " -p hi", "truncated");
 }
 
 TEST_F(Cli, ContextEndStopsCleanlyWithANote) {
@@ -110,6 +150,7 @@ TEST_F(Cli, BadModelFilesGetOneLine) {
   testing::WriteAll(d / "x.gguf", std::string("GGUF\x03\0\0\0", 8) + std::string(600, '\0'));
   auto r = RunCommand(testing::Mobilellm() + " generate -m " + d / "x.gguf" + " -p hi");
   EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "mobilellm: error: " + d / "x.gguf" +
                        ": bad magic: expected 'MLM1', found 'GGUF' (is this a GGUF file? mobilellm "
                        "reads .mlm files: "

@@ -96,6 +96,14 @@ int RunInfo(const InfoArgs& a) {
     d.first++, d.second += e->nbytes;
   }
   const auto* tok = f.Find(format::kTokenizerTensor);
+  // Checksums first: stdout gets the whole description or, on a mismatch, nothing.
+  double verify_ms = 0;
+  if (a.verify) {
+    const auto t0 = Clock::now();
+    const Status s = f.Verify();
+    if (!s.ok()) return Fail(s.message());
+    verify_ms = MsSince(t0);
+  }
   std::printf("file:        %s (%.1f MiB, format v%u, alignment %u)\n", a.file.c_str(),
               f.size() / 1048576.0, f.header().version, f.header().alignment);
   std::printf("producer:    %s\n", f.header().producer);
@@ -115,13 +123,8 @@ int RunInfo(const InfoArgs& a) {
   for (const auto& [name, d] : by_dtype)
     std::printf(", %s: %d (%.2f MiB)", name.c_str(), d.first, d.second / 1048576.0);
   std::printf("\ntokenizer:   sentencepiece, %llu bytes\n", (unsigned long long)tok->nbytes);
-  if (a.verify) {
-    const auto t0 = Clock::now();
-    const Status s = f.Verify();
-    if (!s.ok()) return Fail(s.message());
-    std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(),
-                MsSince(t0));
-  }
+  if (a.verify)
+    std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(), verify_ms);
   return 0;
 }
 
@@ -198,18 +201,25 @@ int RunGenerate(GenerateArgs& a) {
   std::signal(SIGINT, [](int) { g_cancel.store(true); });
 
   const std::vector<int> prompt_ids = model->Tokenize(prompt);
-  if (!a.json) {
+  // The prompt is echoed with the first generated text, not before: Generate refuses a prompt
+  // longer than the context only after it is called, and a script reading stdout must see the
+  // whole result or nothing. Once the prompt is in, decoding has nothing left to refuse.
+  bool echoed = a.json;
+  auto echo_prompt = [&] {
+    if (echoed) return;
+    echoed = true;
     std::fputs(prompt.c_str(), stdout);
-    std::fflush(stdout);
-  }
+  };
   auto result = Generate(session, prompt_ids, go, [&](std::string_view text, int) {
     if (!a.json && !text.empty()) {
+      echo_prompt();
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);
     }
     return true;
   });
   if (!result.ok()) return Fail(result.status().message());
+  echo_prompt();  // nothing was generated (EOS first, -n 0)
   const GenerateResult& r = *result;
   const double prefill_tps = r.prefill_ms > 0 ? r.prompt_ids.size() * 1000.0 / r.prefill_ms : 0;
   const double decode_tps =
