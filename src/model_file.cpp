@@ -8,11 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <random>
+#include <unordered_set>
 
 #include "mobilellm/memory.h"
+#include "mobilellm/untrusted.h"
 
 namespace mobilellm {
 
@@ -63,20 +65,6 @@ std::string Identify(const uint8_t* p, uint64_t n) {
   return "";
 }
 
-std::string MagicString(const uint8_t* p, uint64_t n) {
-  std::string s;
-  for (uint64_t i = 0; i < std::min<uint64_t>(n, 4); ++i) {
-    if (p[i] >= 32 && p[i] < 127) {
-      s += char(p[i]);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", p[i]);
-      s += buf;
-    }
-  }
-  return s;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Options options) {
@@ -110,8 +98,10 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
   const uint8_t* p = file->base_;
 
   if (size < 4 || std::memcmp(p, format::kMagic, 4) != 0)
-    return fail("bad magic: expected 'MLM1', found '" + MagicString(p, size) + "'" +
-                Identify(p, size));
+    return fail(
+        "bad magic: expected 'MLM1', found '" +
+        Printable(std::string_view(reinterpret_cast<const char*>(p), std::min<uint64_t>(size, 4))) +
+        "'" + Identify(p, size));
   if (size < format::kHeaderSize)
     return fail("truncated: file is " + std::to_string(size) + " bytes, shorter than the " +
                 std::to_string(format::kHeaderSize) + "-byte header");
@@ -143,20 +133,27 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     return fail("tokenizer_kind: expected 1 (sentencepiece), found " +
                 std::to_string(h.config.tokenizer_kind));
 
-  const uint64_t table_end = h.table_offset + uint64_t(h.tensor_count) * format::kEntrySize;
-  if (h.table_offset < format::kHeaderSize || h.tensor_count > (1u << 20) || table_end > size)
-    return fail("tensor table [" + std::to_string(h.table_offset) + ", " +
-                std::to_string(table_end) + ") lies outside the file (" + std::to_string(size) +
-                " bytes)");
+  // The table, then each entry field before anything uses it (messages included): rank before
+  // shape, shape before size, size before range.
+  uint64_t table_end = 0;
+  if (h.table_offset < format::kHeaderSize || h.tensor_count > format::kMaxTensors ||
+      !RangeWithin(h.table_offset, h.tensor_count, format::kEntrySize, size, &table_end))
+    return fail("tensor table at offset " + std::to_string(h.table_offset) + " with " +
+                std::to_string(h.tensor_count) + " entries of " +
+                std::to_string(format::kEntrySize) + " bytes lies outside the file (" +
+                std::to_string(size) + " bytes, at most " + std::to_string(format::kMaxTensors) +
+                " entries)");
 
   std::vector<const TensorEntry*>& entries = file->entries_;
+  entries.reserve(h.tensor_count);
+  file->by_name_.reserve(h.tensor_count);
   for (uint32_t i = 0; i < h.tensor_count; ++i) {
     const TensorEntry& e = *reinterpret_cast<const TensorEntry*>(p + h.table_offset +
                                                                  uint64_t(i) * format::kEntrySize);
     const std::string idx = "tensor #" + std::to_string(i);
     if (std::memchr(e.name, 0, sizeof(e.name)) == nullptr || e.name[0] == '\0')
       return fail(idx + ": name is empty or not NUL-terminated");
-    const std::string name = idx + " '" + e.name + "'";
+    const std::string name = idx + " '" + Printable(e.name) + "'";
     const bool known = format::DTypeSize(e.dtype) != 0 || format::IsQuantized(e.dtype);
     if (!known)
       return fail(name + ": unknown dtype " + std::to_string(e.dtype) +
@@ -165,26 +162,24 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
         e.layout != uint32_t(format::Layout::kPanels))
       return fail(name + ": unknown layout " + std::to_string(e.layout) +
                   " (expected 0 = rows or 1 = panels)");
+    if (e.rank < 1 || e.rank > format::kMaxRank)
+      return fail(name + ": rank " + std::to_string(e.rank) + " not in 1..4");
+    // From here on the rank is valid, so ShapeString(e.shape, e.rank) stays inside the entry.
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < format::kMaxRank; ++d) {
+      if (d >= e.rank) {
+        if (e.shape[d] != 0) return fail(name + ": shape has non-zero dims beyond its rank");
+        continue;
+      }
+      if (e.shape[d] == 0) return fail(name + ": bad shape " + ShapeString(e.shape, e.rank));
+      if (!CheckedMul(numel, e.shape[d], &numel) || numel > size)
+        return fail(name + ": shape " + ShapeString(e.shape, e.rank) + " is larger than the file");
+    }
     if (e.layout == uint32_t(format::Layout::kPanels) &&
         (!format::IsQuantized(e.dtype) || e.rank != 2 || e.shape[0] % format::kPanelRows != 0))
       return fail(name +
                   ": panel layout needs a q8_0 or q4_0 matrix with rows a multiple of 16, found " +
                   format::DTypeName(e.dtype) + " " + ShapeString(e.shape, e.rank));
-    if (e.rank < 1 || e.rank > format::kMaxRank)
-      return fail(name + ": rank " + std::to_string(e.rank) + " not in 1..4");
-    uint64_t numel = 1;
-    for (uint32_t d = 0; d < format::kMaxRank; ++d) {
-      if (d < e.rank && (e.shape[d] == 0 || e.shape[d] > size))
-        return fail(name + ": bad shape " + ShapeString(e.shape, e.rank));
-      if (d >= e.rank && e.shape[d] != 0)
-        return fail(name + ": shape has non-zero dims beyond its rank");
-      if (d < e.rank) {
-        if (numel > size / e.shape[d])
-          return fail(name + ": shape " + ShapeString(e.shape, e.rank) +
-                      " is larger than the file");
-        numel *= e.shape[d];
-      }
-    }
     const uint64_t n = format::TensorBytes(e.dtype, e.rank, e.shape);
     if (n == 0)
       return fail(name + ": " + format::DTypeName(e.dtype) +
@@ -197,22 +192,22 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     if (e.offset % h.alignment != 0)
       return fail(name + ": offset " + std::to_string(e.offset) +
                   " is not a multiple of the alignment " + std::to_string(h.alignment));
-    if (e.offset < table_end || e.offset > size || e.nbytes > size - e.offset)
-      return fail(name + ": data [" + std::to_string(e.offset) + ", " +
-                  std::to_string(e.offset + e.nbytes) + ") lies outside the data region [" +
+    if (e.offset < table_end || !InRange(e.offset, e.nbytes, size))
+      return fail(name + ": data of " + std::to_string(e.nbytes) + " bytes at offset " +
+                  std::to_string(e.offset) + " lies outside the data region [" +
                   std::to_string(table_end) + ", " + std::to_string(size) + ")");
-    for (const TensorEntry* other : entries)
-      if (std::strcmp(other->name, e.name) == 0)
-        return fail("duplicate tensor '" + std::string(e.name) + "'");
+    if (!file->by_name_.emplace(std::string_view(e.name), &e).second)
+      return fail("duplicate tensor '" + Printable(e.name) + "'");
     entries.push_back(&e);
   }
+  // Ranges are inside the file (checked above), so offset + nbytes cannot wrap here.
   std::vector<const TensorEntry*> by_offset = entries;
   std::sort(by_offset.begin(), by_offset.end(),
             [](auto* a, auto* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i - 1]->offset + by_offset[i - 1]->nbytes > by_offset[i]->offset)
-      return fail("tensors '" + std::string(by_offset[i - 1]->name) + "' and '" +
-                  by_offset[i]->name + "' overlap");
+      return fail("tensors '" + Printable(by_offset[i - 1]->name) + "' and '" +
+                  Printable(by_offset[i]->name) + "' overlap");
 
   // Every tensor the config implies, with its exact shape, and nothing else.
   std::vector<TensorSpec> expected = ExpectedTensors(c);
@@ -239,11 +234,11 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
                   (spec.is_norm ? "f32" : "f32, f16, bf16, q8_0 or q4_0") + ")");
   }
   if (entries.size() != expected.size()) {
-    for (const TensorEntry* e : entries) {
-      const bool known = std::any_of(expected.begin(), expected.end(),
-                                     [&](const TensorSpec& s) { return s.name == e->name; });
-      if (!known) return fail("unexpected tensor '" + std::string(e->name) + "' for this config");
-    }
+    std::unordered_set<std::string_view> names;
+    for (const TensorSpec& spec : expected) names.insert(spec.name);
+    for (const TensorEntry* e : entries)
+      if (!names.count(e->name))
+        return fail("unexpected tensor '" + Printable(e->name) + "' for this config");
   }
   return file;
 }
@@ -253,9 +248,8 @@ ModelFile::~ModelFile() {
 }
 
 const TensorEntry* ModelFile::Find(std::string_view name) const {
-  for (const TensorEntry* e : entries_)
-    if (name == e->name) return e;
-  return nullptr;
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
 }
 
 Tensor ModelFile::View(const TensorEntry& e) const {
@@ -351,7 +345,75 @@ class ChunkedWriter {
   uint64_t start_ = 0, end_ = 0;  // the current chunk's file offset; bytes filled in it
 };
 
+// The path of the temporary file being written, for the signal handler (one write at a time).
+char g_temp_path[4096];
+volatile sig_atomic_t g_temp_live = 0;
+
+void RemoveTempAndReraise(int sig) {
+  if (g_temp_live) ::unlink(g_temp_path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// The file a write goes to before it is renamed over the target: a random name in the target's
+// directory, created with O_EXCL | O_NOFOLLOW, so a name planted in advance (a symlink to a victim,
+// a file) is never opened: the attempt fails and another name is tried. Removed unless Commit
+// renamed it into place.
+class TempFile {
+ public:
+  // keep_mode >= 0: give the file that mode (the one of the file it replaces).
+  Status Create(const std::string& target, int keep_mode) {
+    std::random_device rd;  // getrandom(2) on Linux and Android
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      char suffix[24];
+      std::snprintf(suffix, sizeof(suffix), ".tmp.%08x%08x", unsigned(rd()), unsigned(rd()));
+      path_ = target + suffix;
+      if (path_.size() >= sizeof(g_temp_path)) return Status::Error(target + ": path too long");
+      std::memcpy(g_temp_path, path_.c_str(), path_.size() + 1);
+      g_temp_live = 1;
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+      if (fd_ >= 0) break;
+      g_temp_live = 0;
+      if (errno != EEXIST) return Status::Error(path_ + ": cannot create: " + std::strerror(errno));
+    }
+    if (fd_ < 0) return Status::Error(target + ": cannot create a temporary file beside it");
+    if (keep_mode >= 0 && ::fchmod(fd_, mode_t(keep_mode)) != 0)
+      return Status::Error(path_ + ": cannot set the mode: " + std::strerror(errno));
+    return {};
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!path_.empty() && !committed_) ::unlink(path_.c_str());
+    g_temp_live = 0;
+  }
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+  // fsync, close and rename over `target`.
+  Status Commit(const std::string& target) {
+    if (::fsync(fd_) != 0) return Status::Error(path_ + ": fsync failed: " + std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) return Status::Error(path_ + ": close failed: " + std::strerror(errno));
+    if (::rename(path_.c_str(), target.c_str()) != 0)
+      return Status::Error(target +
+                           ": cannot rename the finished file into place: " + std::strerror(errno));
+    committed_ = true;
+    g_temp_live = 0;
+    return {};
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
 }  // namespace
+
+void ModelWriter::RemoveTempFileOnSignals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, RemoveTempAndReraise);
+}
 
 Status ModelWriter::Write(const std::string& path, bool overwrite, const Progress& progress) const {
   MOBILELLM_RETURN_IF_ERROR(config_.Validate(path));
@@ -389,16 +451,15 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   }
   const uint64_t file_size = table.empty() ? offset : table.back().offset + table.back().nbytes;
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Error(tmp + ": cannot create: " + std::strerror(errno));
-  auto abort = [&](Status s) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return s;
-  };
+  // A new file gets rw-r--r-- less the umask; overwriting a regular file keeps its mode. On any
+  // error below, ~TempFile closes and removes the temporary file.
+  const bool keep = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  TempFile temp;
+  MOBILELLM_RETURN_IF_ERROR(temp.Create(path, keep ? int(st.st_mode & 07777) : -1));
+  const int fd = temp.fd();
+  const std::string& tmp = temp.path();
   if (::ftruncate(fd, off_t(file_size)) != 0)
-    return abort(Status::Error(tmp + ": cannot size the file: " + std::strerror(errno)));
+    return Status::Error(tmp + ": cannot size the file: " + std::strerror(errno));
 
   std::vector<uint8_t> buf(max_bytes);
   ChunkedWriter out(fd, tmp);
@@ -406,14 +467,14 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   for (size_t i = 0; i < tensors_.size(); ++i) {
     TensorEntry& e = table[i];
     Status s = tensors_[i].fill(buf.data());
-    if (!s.ok()) return abort(s);
+    if (!s.ok()) return s;
     e.crc32 = Crc32(buf.data(), e.nbytes);
     s = out.Put(e.offset, buf.data(), e.nbytes);
-    if (!s.ok()) return abort(s);
+    if (!s.ok()) return s;
     done += e.nbytes;
     if (progress) progress(done, total);
   }
-  if (Status s = out.Finish(); !s.ok()) return abort(s);
+  if (Status s = out.Finish(); !s.ok()) return s;
 
   FileHeader h;
   std::memset(&h, 0, sizeof(h));
@@ -429,25 +490,45 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   std::snprintf(h.producer, sizeof(h.producer), "%s", producer_.c_str());
   Status s = WriteAll(fd, table.data(), table.size() * sizeof(TensorEntry), h.table_offset, tmp);
   if (s.ok()) s = WriteAll(fd, &h, sizeof(h), 0, tmp);
-  if (!s.ok()) return abort(s);
-  if (::fsync(fd) != 0)
-    return abort(Status::Error(tmp + ": fsync failed: " + std::strerror(errno)));
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return Status::Error(path + ": cannot rename the finished file into place: " + err);
-  }
-  return {};
+  if (!s.ok()) return s;
+  return temp.Commit(path);
 }
 
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
+Status ReadFile(const std::string& path, std::string* out, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Status::Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::Error(path + ": not a regular file");
+  }
+  if (uint64_t(st.st_size) > max_bytes) {
+    ::close(fd);
+    return Status::Error(path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+                         std::to_string(max_bytes) + " this file may have");
+  }
+  // Read at most max_bytes + 1, so a file that grows while it is read is caught too.
+  out->clear();
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string err = std::strerror(errno);
+      ::close(fd);
+      return Status::Error(path + ": read failed: " + err);
+    }
+    if (n == 0) break;
+    if (uint64_t(n) > max_bytes - out->size()) {
+      ::close(fd);
+      return Status::Error(path + ": more than the " + std::to_string(max_bytes) +
+                           " bytes this file may have");
+    }
+    out->append(buf, size_t(n));
+  }
+  ::close(fd);
+  return {};
 }
 
 }  // namespace mobilellm

@@ -34,7 +34,8 @@ inline constexpr uint32_t kEntrySize = 128;
 inline constexpr uint32_t kMinAlignment = 64;
 inline constexpr uint32_t kDefaultAlignment = 256;
 inline constexpr uint32_t kMaxRank = 4;
-inline constexpr size_t kMaxNameLength = 47;  // + NUL in TensorEntry::name
+inline constexpr uint32_t kMaxTensors = 1u << 20;  // tensor_count limit; a real model has < 40k
+inline constexpr size_t kMaxNameLength = 47;       // + NUL in TensorEntry::name
 inline constexpr const char* kTokenizerTensor = "tokenizer";
 
 // Element types. Values are stable on disk; gaps are room for the quantized types.
@@ -116,7 +117,7 @@ struct FileHeader {
   uint32_t alignment;     // data alignment in bytes, a power of two >= kMinAlignment; checked
   uint64_t file_size;     // total bytes; checked against the real size (truncation)
   uint64_t table_offset;  // byte offset of the tensor table, >= header_size; checked
-  uint32_t tensor_count;  // entries in the table; checked to fit in the file
+  uint32_t tensor_count;  // entries in the table, <= kMaxTensors; checked to fit in the file
   uint32_t entry_size;    // kEntrySize; checked
   ConfigRecord config;    // checked by ModelConfig::Validate
   char producer[64];      // NUL-terminated free text: tool and version that wrote the file

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "mobilellm/config.h"
@@ -49,7 +50,7 @@ class ModelFile {
   const std::vector<const format::TensorEntry*>& entries() const { return entries_; }
   uint64_t size() const { return size_; }
 
-  // nullptr if absent. O(n).
+  // nullptr if absent. O(1): a hash of the names.
   const format::TensorEntry* Find(std::string_view name) const;
   Tensor View(const format::TensorEntry& e) const;
   std::string_view Bytes(const format::TensorEntry& e) const;
@@ -65,6 +66,7 @@ class ModelFile {
   const format::FileHeader* header_ = nullptr;
   ModelConfig config_;
   std::vector<const format::TensorEntry*> entries_;
+  std::unordered_map<std::string_view, const format::TensorEntry*> by_name_;  // into the mapping
 };
 
 // Builds a .mlm file tensor by tensor. Tensor bytes are produced at Write time by a callback, so a
@@ -79,7 +81,14 @@ class ModelWriter {
               uint32_t alignment = format::kDefaultAlignment);
   void Add(const std::string& name, DType dtype, std::vector<int64_t> shape, Fill fill,
            format::Layout layout = format::Layout::kRows);
+  // Writes to a random temporary name beside `path` (created with O_EXCL | O_NOFOLLOW) and
+  // renames it over `path`; on any error the temporary file is removed. With `overwrite` an
+  // existing file's mode is kept.
   Status Write(const std::string& path, bool overwrite, const Progress& progress = {}) const;
+
+  // For a program's main: SIGINT, SIGTERM and SIGHUP during a Write remove the temporary file, then
+  // end the process as the signal would have.
+  static void RemoveTempFileOnSignals();
 
  private:
   struct Pending {
@@ -95,8 +104,12 @@ class ModelWriter {
   std::vector<Pending> tensors_;
 };
 
-// Reads a whole file (a prompt, a config.json, a tokenizer.model) into *out; false if it cannot
-// be opened. Weights are never read this way: they are memory-mapped.
-bool ReadFile(const std::string& path, std::string* out);
+// Files read whole (a prompt, a config.json, a tokenizer.model) may have at most this many bytes.
+inline constexpr uint64_t kMaxReadFile = 256ull << 20;
+
+// Reads a whole regular file of at most `max_bytes` into *out. Devices, FIFOs and directories are
+// refused (they may never end), and so is a larger file; the error names the path and says why.
+// Weights are never read this way: they are memory-mapped.
+Status ReadFile(const std::string& path, std::string* out, uint64_t max_bytes = kMaxReadFile);
 
 }  // namespace mobilellm

@@ -172,8 +172,7 @@ int RunGenerate(GenerateArgs& a) {
 
   std::string prompt = a.prompt;
   if (!a.prompt_file.empty()) {
-    if (!ReadFile(a.prompt_file, &prompt))
-      return Fail(a.prompt_file + ": cannot read the prompt file");
+    if (Status s = ReadFile(a.prompt_file, &prompt); !s.ok()) return Fail(s.message());
   } else if (!a.prompt_given && !::isatty(STDIN_FILENO)) {
     std::ostringstream ss;
     ss << std::cin.rdbuf();
@@ -274,7 +273,7 @@ int RunPerplexity(const PerplexityArgs& a) {
   if (!model_r.ok()) return Fail(model_r.status().message());
   std::shared_ptr<const Model> model = *model_r;
   std::string text;
-  if (!ReadFile(a.text_file, &text)) return Fail(a.text_file + ": cannot read the text file");
+  if (Status s = ReadFile(a.text_file, &text); !s.ok()) return Fail(s.message());
   if (a.ctx < 2) return Fail("-c must be at least 2");
   SessionOptions so;
   so.n_ctx = a.ctx, so.n_batch = a.ctx, so.n_threads = cli::UsableThreads(a.threads);

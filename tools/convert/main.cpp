@@ -175,9 +175,7 @@ int Run(const Args& a) {
     auto config = ModelConfig::Preset(a.preset);
     if (!config.ok()) return Fail(config.status().message());
     std::string tok;
-    if (!ReadFile(a.tokenizer, &tok))
-      return Fail(a.tokenizer +
-                  ": cannot read the tokenizer (--tokenizer is required with --random)");
+    if (Status s = ReadFile(a.tokenizer, &tok); !s.ok()) return Fail(s.message());
     if (Status s = CheckTokenizer(tok, *config, a.tokenizer); !s.ok()) return Fail(s.message());
     ModelWriter w(*config, producer);
     uint64_t index = 0;
@@ -302,5 +300,10 @@ int main(int argc, char** argv) {
                  e.what());
     return 2;
   }
-  return Run(a);
+  ModelWriter::RemoveTempFileOnSignals();  // Ctrl-C mid-write leaves no temporary file
+  try {
+    return Run(a);
+  } catch (const std::exception& e) {  // a bug, never a bad input: those are Status errors
+    return Fail(std::string("internal error: ") + e.what());
+  }
 }
