@@ -4,9 +4,13 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <type_traits>
+#include <unordered_map>
 
 #include "mobilellm/model_file.h"
+#include "mobilellm/untrusted.h"
 #include "pickle.h"
 #include "zip.h"
 
@@ -16,9 +20,45 @@ using nlohmann::json;
 
 namespace {
 
+constexpr uint64_t kMaxJsonBytes = 64ull << 20;  // config.json, *.index.json
+
 bool Exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
+}
+
+// The one way the converter reads a JSON field: `key` of object `j` (from `file`) as T (bool,
+// int64_t, double or std::string). Absent or null gives `fallback`, or an error if there is none;
+// a value of another type is one error naming the key and the file. Never throws.
+template <class T>
+Result<T> JsonField(const json& j, const std::string& key, const std::string& file,
+                    std::optional<T> fallback = std::nullopt) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    return Status::Error(file + ": missing \"" + key + "\"");
+  }
+  const json& v = *it;
+  auto wrong = [&](const char* expected) {
+    return Status::Error(file + ": \"" + key + "\" must be " + expected + ", found " +
+                         v.type_name());
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) return wrong("true or false");
+    return v.get<bool>();
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+      return wrong("an integer");
+    return v.get<int64_t>();
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (!v.is_number()) return wrong("a number");
+    return v.get<double>();
+  } else {
+    static_assert(std::is_same_v<T, std::string>);
+    if (!v.is_string()) return wrong("a string");
+    return v.get<std::string>();
+  }
 }
 
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
@@ -37,50 +77,54 @@ Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data
   if (size < 8) return fail("shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(data[i]) << (8 * i);
-  if (n > size - 8 || n > (100u << 20))
-    return fail("header length " + std::to_string(n) + " exceeds the file");
+  if (!InRange(8, n, size) || n > (100u << 20))
+    return fail("header length does not fit in the file (" + std::to_string(size) +
+                " bytes) or exceeds 100 MiB");
   const json header = json::parse(data + 8, data + 8 + n, nullptr, /*allow_exceptions=*/false);
   if (!header.is_object()) return fail("header is not a JSON object");
   const uint64_t data_size = size - 8 - n;
   const uint8_t* base = data + 8 + n;
   std::map<std::string, SourceTensor> out;
-  for (const auto& [name, t] : header.items()) {
-    if (name == "__metadata__") continue;
-    if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() || !t.contains("shape") ||
-        !t["shape"].is_array() || !t.contains("data_offsets") || !t["data_offsets"].is_array() ||
-        t["data_offsets"].size() != 2)
-      return fail("tensor '" + name + "' lacks dtype, shape or data_offsets");
-    const std::string dt = t["dtype"];
+  for (const auto& [key, t] : header.items()) {
+    if (key == "__metadata__") continue;
+    const std::string name = Printable(key), what = "tensor '" + name + "'";
+    if (!t.is_object()) return fail(what + " is not an object");
+    const std::string field_of = where + ": " + what;
+    auto dt = JsonField<std::string>(t, "dtype", field_of);
+    if (!dt.ok()) return dt.status();
+    const auto shape = t.find("shape"), offsets = t.find("data_offsets");
+    if (shape == t.end() || !shape->is_array() || offsets == t.end() || !offsets->is_array() ||
+        offsets->size() != 2)
+      return fail(what + " lacks a shape or a pair of data_offsets");
     SourceTensor s;
     s.file = where;
-    if (dt == "F32")
+    if (*dt == "F32")
       s.dtype = DType::kF32;
-    else if (dt == "F16")
+    else if (*dt == "F16")
       s.dtype = DType::kF16;
-    else if (dt == "BF16")
+    else if (*dt == "BF16")
       s.dtype = DType::kBF16;
     else
-      return fail("tensor '" + name + "' has dtype " + dt + " (supported: F32, F16, BF16)");
-    uint64_t numel = 1;
-    for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40))
-        return fail("tensor '" + name + "' has a bad shape");
+      return fail(what + " has dtype " + Printable(*dt) + " (supported: F32, F16, BF16)");
+    uint64_t bytes = format::DTypeSize(uint32_t(s.dtype));
+    if (shape->size() > format::kMaxRank) return fail(what + " has more than 4 dimensions");
+    for (const auto& d : *shape) {
+      if (!d.is_number_unsigned() || !CheckedMul(bytes, d.get<uint64_t>(), &bytes) ||
+          bytes > data_size)
+        return fail(what + " has a bad shape or is larger than the file");
       s.shape.push_back(d.get<int64_t>());
-      numel *= d.get<uint64_t>();
-      if (numel > (1ull << 40)) return fail("tensor '" + name + "' is impossibly large");
     }
-    const auto& off = t["data_offsets"];
+    const auto& off = *offsets;
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      return fail("tensor '" + name + "' has bad data_offsets");
-    const uint64_t b = off[0], e = off[1];
-    const uint64_t want = numel * format::DTypeSize(uint32_t(s.dtype));
-    if (b > e || e > data_size || e - b != want)
-      return fail("tensor '" + name + "' data [" + std::to_string(b) + ", " + std::to_string(e) +
-                  ") does not hold " + std::to_string(want) + " bytes inside the " +
+      return fail(what + " has bad data_offsets");
+    const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    if (b > e || e - b != bytes || !InRange(b, bytes, data_size))
+      return fail(what + " data [" + std::to_string(b) + ", " + std::to_string(e) +
+                  ") does not hold " + std::to_string(bytes) + " bytes inside the " +
                   std::to_string(data_size) + "-byte data section");
     s.strides = ContiguousStrides(s.shape);
     s.data = base + b;
-    out[name] = std::move(s);
+    out[key] = std::move(s);
   }
   return out;
 }
@@ -102,12 +146,22 @@ Result<std::map<std::string, SourceTensor>> ParseTorchZip(const uint8_t* data, s
   }
   if (!pkl)
     return Status::Error(where + ": no data.pkl in the archive: not a torch.save checkpoint");
-  const std::string prefix = pkl->name.substr(0, pkl->name.size() - 8);
+  const std::string prefix = pkl->name.substr(0, pkl->name.size() - 8) + "data/";
+  // Storages by key: one hash lookup per tensor (a scan per tensor was quadratic).
+  std::unordered_map<std::string_view, const ZipMember*> storages;
+  for (const ZipMember& m : *members) {
+    if (m.name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!storages.emplace(std::string_view(m.name).substr(prefix.size()), &m).second)
+      return Status::Error(where + ": corrupt zip archive: member '" + Printable(m.name) +
+                           "' appears twice");
+  }
   auto pickled = UnpickleStateDict(pkl->data, pkl->size, where);
   if (!pickled.ok()) return pickled.status();
 
   std::map<std::string, SourceTensor> out;
-  for (const auto& [name, pt] : *pickled) {
+  for (const auto& [key, pt] : *pickled) {
+    const std::string name = "tensor '" + Printable(key) + "'";
+    auto fail = [&](const std::string& what) { return Status::Error(where + ": " + name + what); };
     SourceTensor s;
     s.file = where;
     if (pt.storage_type == "FloatStorage")
@@ -117,40 +171,38 @@ Result<std::map<std::string, SourceTensor>> ParseTorchZip(const uint8_t* data, s
     else if (pt.storage_type == "BFloat16Storage")
       s.dtype = DType::kBF16;
     else
-      return Status::Error(where + ": tensor '" + name + "' has storage type " + pt.storage_type +
-                           " (supported: float32, float16, bfloat16)");
-    const size_t esize = format::DTypeSize(uint32_t(s.dtype));
-    const ZipMember* storage = nullptr;
-    for (const ZipMember& m : *members)
-      if (m.name == prefix + "data/" + pt.storage_key) storage = &m;
-    if (!storage)
-      return Status::Error(where + ": tensor '" + name + "': storage data/" + pt.storage_key +
-                           " is missing from the archive");
-    if (pt.storage_numel < 0 || uint64_t(pt.storage_numel) > storage->size / esize)
-      return Status::Error(where + ": tensor '" + name + "': storage data/" + pt.storage_key +
-                           " holds " + std::to_string(storage->size) + " bytes, fewer than its " +
-                           std::to_string(pt.storage_numel) + " elements");
-    // Every element the view can reach must be inside the storage.
-    int64_t last = pt.offset;
-    bool empty = false;
-    for (size_t d = 0; d < pt.sizes.size(); ++d) {
-      if (pt.sizes[d] < 0 || pt.strides[d] < 0 || pt.sizes[d] > (int64_t(1) << 40) ||
-          pt.strides[d] > (int64_t(1) << 40))
-        return Status::Error(where + ": tensor '" + name +
-                             "' has a negative or huge size or stride");
-      if (pt.sizes[d] == 0)
-        empty = true;
-      else
-        last += (pt.sizes[d] - 1) * pt.strides[d];
+      return fail(" has storage type " + Printable(pt.storage_type) +
+                  " (supported: float32, float16, bfloat16)");
+    const uint64_t esize = format::DTypeSize(uint32_t(s.dtype));
+    const auto it = storages.find(pt.storage_key);
+    if (it == storages.end())
+      return fail(": storage data/" + Printable(pt.storage_key) + " is missing from the archive");
+    const ZipMember& storage = *it->second;
+    uint64_t storage_bytes = 0;
+    if (pt.storage_numel < 0 || !CheckedMul(uint64_t(pt.storage_numel), esize, &storage_bytes) ||
+        storage_bytes > storage.size)
+      return fail(": storage data/" + Printable(pt.storage_key) + " holds " +
+                  std::to_string(storage.size) + " bytes, fewer than its " +
+                  std::to_string(pt.storage_numel) + " elements");
+    // Every element the view can reach must be inside the storage: the last one is
+    // offset + sum((size - 1) * stride), computed without wrapping.
+    int64_t last = pt.offset, numel = 1;
+    bool ok = pt.offset >= 0 && pt.sizes.size() <= format::kMaxRank;
+    for (size_t d = 0; ok && d < pt.sizes.size(); ++d) {
+      const int64_t size = pt.sizes[d], stride = pt.strides[d];
+      int64_t span = 0;
+      ok = size >= 0 && stride >= 0 && CheckedMul(numel, size, &numel) &&
+           (size == 0 || (CheckedMul(size - 1, stride, &span) && CheckedAdd(last, span, &last)));
     }
-    if (pt.offset < 0 || (!empty && last >= pt.storage_numel))
-      return Status::Error(where + ": tensor '" + name + "' reaches element " +
-                           std::to_string(last) + " of a storage of " +
-                           std::to_string(pt.storage_numel));
+    if (!ok)
+      return fail(" has a negative, huge or overflowing offset, size or stride, or rank above 4");
+    if (numel > 0 && last >= pt.storage_numel)
+      return fail(" reaches element " + std::to_string(last) + " of a storage of " +
+                  std::to_string(pt.storage_numel));
     s.shape = pt.sizes;
     s.strides = pt.strides;
-    s.data = storage->data + pt.offset * esize;
-    out[name] = std::move(s);
+    s.data = storage.data + (numel > 0 ? uint64_t(pt.offset) * esize : 0);
+    out[key] = std::move(s);
   }
   return out;
 }
@@ -165,7 +217,7 @@ Status LoadWeightFile(Checkpoint& ckpt, const std::string& path) {
   if (!tensors.ok()) return tensors.status();
   for (auto& [name, t] : *tensors) {
     if (ckpt.tensors.count(name))
-      return Status::Error(path + ": tensor '" + name + "' also appears in " +
+      return Status::Error(path + ": tensor '" + Printable(name) + "' also appears in " +
                            ckpt.tensors[name].file);
     ckpt.tensors[name] = std::move(t);
   }
@@ -178,33 +230,41 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   auto ckpt = std::make_unique<Checkpoint>();
   const std::string config_path = dir + "/config.json";
   std::string text;
-  if (!ReadFile(config_path, &text))
-    return Status::Error(config_path + ": missing (expected a HuggingFace checkpoint directory)");
+  MOBILELLM_RETURN_IF_ERROR(ReadFile(config_path, &text, kMaxJsonBytes));
   const json j = json::parse(text, nullptr, false);
   if (!j.is_object()) return Status::Error(config_path + ": not valid JSON");
 
-  std::string arch = j.contains("architectures") && j["architectures"].is_array() &&
-                             !j["architectures"].empty() && j["architectures"][0].is_string()
-                         ? j["architectures"][0].get<std::string>()
-                         : "";
-  const std::string type = j.value("model_type", std::string());
+  // "architectures" is a list of names; the first one is the model class.
+  std::string arch;
+  if (const auto it = j.find("architectures"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || (!it->empty() && !(*it)[0].is_string()))
+      return Status::Error(config_path + ": \"architectures\" must be a list of strings");
+    if (!it->empty()) arch = (*it)[0].get<std::string>();
+  }
+  auto type = JsonField<std::string>(j, "model_type", config_path, std::string());
+  if (!type.ok()) return type.status();
   static const std::set<std::string> kArchs = {"MobileLLMForCausalLM", "LlamaForCausalLM"};
   static const std::set<std::string> kTypes = {"mobilellm", "llama"};
-  if (!(arch.empty() ? kTypes.count(type) : kArchs.count(arch)))
+  if (!(arch.empty() ? kTypes.count(*type) : kArchs.count(arch)))
     return Status::Error(config_path + ": unsupported architecture '" +
-                         (arch.empty() ? type : arch) +
+                         Printable(arch.empty() ? *type : arch) +
                          "' (expected MobileLLMForCausalLM or LlamaForCausalLM)");
 
   auto get_int = [&](const char* key, int fallback, bool required) -> Result<int> {
-    if (!j.contains(key) || j[key].is_null()) {
-      if (required) return Status::Error(config_path + ": missing \"" + key + "\"");
-      return fallback;
+    if (const auto it = j.find(key); !required && (it == j.end() || it->is_null()))
+      return fallback;  // -1: derived below
+    const json* obj = &j;
+    json first;  // eos_token_id may be a list: its first id
+    if (const auto it = j.find(key); it != j.end() && it->is_array() && !it->empty()) {
+      first = json::object({{key, (*it)[0]}});
+      obj = &first;
     }
-    const json& v =
-        j[key].is_array() && !j[key].empty() ? j[key][0] : j[key];  // eos_token_id may be a list
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
-      return Status::Error(config_path + ": \"" + key + "\" must be a non-negative integer");
-    return v.get<int>();
+    auto v = JsonField<int64_t>(*obj, key, config_path);
+    if (!v.ok()) return v.status();
+    if (*v < 0 || *v > (1 << 30))
+      return Status::Error(config_path + ": \"" + key + "\" must be in [0, 2^30], found " +
+                           std::to_string(*v));
+    return int(*v);
   };
   ModelConfig& c = ckpt->config;
   struct Field {
@@ -229,22 +289,21 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   }
   if (c.n_kv_heads < 0) c.n_kv_heads = c.n_heads;
   if (c.head_dim < 0) c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
-  auto get_float = [&](const char* key, double fallback) -> Result<float> {
-    if (!j.contains(key) || j[key].is_null()) return float(fallback);
-    if (!j[key].is_number())
-      return Status::Error(config_path + ": \"" + key + "\" must be a number");
-    return j[key].get<float>();
-  };
-  auto eps = get_float("rms_norm_eps", 1e-6), theta = get_float("rope_theta", 10000.0);
+  auto eps = JsonField<double>(j, "rms_norm_eps", config_path, 1e-6);
+  auto theta = JsonField<double>(j, "rope_theta", config_path, 10000.0);
   if (!eps.ok()) return eps.status();
   if (!theta.ok()) return theta.status();
-  c.norm_eps = *eps, c.rope_theta = *theta;
+  c.norm_eps = float(*eps), c.rope_theta = float(*theta);
   c.rope_style = format::RopeStyle::kHalf;  // HF checkpoints: rotate_half, weights used as stored
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+  if (const auto it = j.find("rope_scaling"); it != j.end() && !it->is_null())
     return Status::Error(config_path + ": rope_scaling is not supported (MobileLLM uses none)");
-  const bool layer_sharing = j.value("layer_sharing", false);
-  c.n_repeat = layer_sharing ? 2 : 1;
-  const bool share = j.value("share_embedding", false) || j.value("tie_word_embeddings", false);
+  auto layer_sharing = JsonField<bool>(j, "layer_sharing", config_path, false);
+  auto share_embedding = JsonField<bool>(j, "share_embedding", config_path, false);
+  auto tie = JsonField<bool>(j, "tie_word_embeddings", config_path, false);
+  for (const auto* r : {&layer_sharing, &share_embedding, &tie})
+    if (!r->ok()) return r->status();
+  c.n_repeat = *layer_sharing ? 2 : 1;
+  const bool share = *share_embedding || *tie;
 
   // Weights: safetensors first, then torch zips; single files or shard indexes.
   std::vector<std::string> files;
@@ -255,14 +314,16 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
     }
     const std::string index = dir + "/" + stem + ".index.json";
     if (Exists(index)) {
-      if (!ReadFile(index, &text)) return Status::Error(index + ": cannot read");
+      MOBILELLM_RETURN_IF_ERROR(ReadFile(index, &text, kMaxJsonBytes));
       const json ij = json::parse(text, nullptr, false);
-      if (!ij.is_object() || !ij.contains("weight_map") || !ij["weight_map"].is_object())
+      const auto map = ij.is_object() ? ij.find("weight_map") : ij.end();
+      if (!ij.is_object() || map == ij.end() || !map->is_object())
         return Status::Error(index + ": no \"weight_map\" object");
       std::set<std::string> shards;
-      for (const auto& [name, file] : ij["weight_map"].items()) {
-        if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos)
-          return Status::Error(index + ": bad shard file name for '" + name + "'");
+      for (const auto& [name, file] : map->items()) {
+        if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos ||
+            file.get<std::string>().empty() || file.get<std::string>()[0] == '.')
+          return Status::Error(index + ": bad shard file name for '" + Printable(name) + "'");
         shards.insert(file.get<std::string>());
       }
       for (const auto& s : shards) files.push_back(dir + "/" + s);
@@ -282,8 +343,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
                          "/ tie_word_embeddings)");
 
   const std::string tok_path = dir + "/tokenizer.model";
-  if (!ReadFile(tok_path, &ckpt->tokenizer))
-    return Status::Error(tok_path + ": missing (expected the SentencePiece model)");
+  MOBILELLM_RETURN_IF_ERROR(ReadFile(tok_path, &ckpt->tokenizer));
   return ckpt;
 }
 
