@@ -1,20 +1,23 @@
 #include "pickle.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
+
+#include "mobilellm/untrusted.h"
 
 namespace mobilellm::convert {
 
 namespace {
 
 using Kind = PyValue::Kind;
+using PyRef = PyValue*;
 
-constexpr int kMaxDepth = 64;
-constexpr size_t kMaxStack = 1 << 20;
-constexpr size_t kMaxMemo = 1 << 22;
+constexpr size_t kMaxStack = 1 << 20;  // values on the stack, and marks
+constexpr size_t kMaxMemo = 1 << 20;
 
-const std::set<std::string>& AllowedGlobals() {
-  static const std::set<std::string> allowed = {
+const std::set<std::string, std::less<>>& AllowedGlobals() {
+  static const std::set<std::string, std::less<>> allowed = {
       "collections.OrderedDict",
       "torch._utils._rebuild_tensor_v2",
       "torch._utils._rebuild_parameter",
@@ -25,18 +28,14 @@ const std::set<std::string>& AllowedGlobals() {
   return allowed;
 }
 
-PyRef Make(Kind k) {
-  auto v = std::make_shared<PyValue>();
-  v->kind = k;
-  return v;
-}
+}  // namespace
 
-class Machine {
+class Unpickler {
  public:
-  Machine(const uint8_t* data, size_t size, const std::string& where)
-      : p_(data), end_(data + size), where_(where) {}
+  Unpickler(const uint8_t* data, size_t size, const std::string& where)
+      : p_(data), end_(data + size), where_(where), out_(new Pickle()) {}
 
-  Result<PyRef> Run() {
+  Result<std::unique_ptr<Pickle>> Run() {
     while (true) {
       if (p_ >= end_) return Fail("ends without a STOP opcode");
       const uint8_t op = *p_++;
@@ -45,17 +44,67 @@ class Machine {
       if (stopped_) {
         if (stack_.size() != 1)
           return Fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
-        return stack_.back();
+        out_->root_ = stack_.back();
+        MOBILELLM_RETURN_IF_ERROR(CheckNesting(out_->root_));
+        return std::move(out_);
       }
     }
   }
 
  private:
+  // Real nesting depth of everything reachable from `root`, by an iterative depth-first walk:
+  // containers may have grown after they were put in others (memo + APPEND / SETITEM), so depth
+  // is only known now. A value met again while it is still being walked is a cycle.
+  Status CheckNesting(PyRef root) const {
+    enum : uint8_t { kUnseen, kOpen, kDone };
+    std::vector<std::pair<PyRef, size_t>> path = {{root, 0}};  // value, next item to visit
+    root->visit = kOpen;
+    while (!path.empty()) {
+      auto& [v, next] = path.back();
+      if (next < v->items.size()) {
+        PyRef child = v->items[next++];
+        if (child->visit == kOpen) return Fail("a value contains itself (a cycle)");
+        if (child->visit == kUnseen) {
+          if (path.size() >= size_t(kMaxPickleDepth))
+            return Fail("values nested deeper than " + std::to_string(kMaxPickleDepth));
+          child->visit = kOpen;
+          path.push_back({child, 0});
+        }
+        continue;
+      }
+      v->depth = 1;
+      for (PyRef child : v->items) v->depth = std::max(v->depth, child->depth + 1);
+      v->visit = kDone;
+      path.pop_back();
+    }
+    return {};
+  }
+
+  // Every value and every container slot counts against one budget.
+  Status Spend(size_t n) {
+    if (n > kMaxPickleValues - spent_)
+      return Fail("more than " + std::to_string(kMaxPickleValues) +
+                  " values: not a state dict this tool reads");
+    spent_ += n;
+    return {};
+  }
+  Result<PyRef> Make(Kind k) {
+    MOBILELLM_RETURN_IF_ERROR(Spend(1));
+    PyValue& v = out_->values_.emplace_back();
+    v.kind = k;
+    return &v;
+  }
+  Status PushNew(Kind k, int64_t i = 0) {
+    auto v = Make(k);
+    if (!v.ok()) return v.status();
+    (*v)->i = i;
+    return Push(*v);
+  }
   Status Fail(const std::string& what) const {
     return Status::Error(where_ + ": bad pickle: " + what);
   }
 
-  bool Need(size_t n) const { return size_t(end_ - p_) >= n; }
+  bool Need(uint64_t n) const { return uint64_t(end_ - p_) >= n; }
   uint64_t ReadLE(int n) {
     uint64_t v = 0;
     for (int i = 0; i < n; ++i) v |= uint64_t(p_[i]) << (8 * i);
@@ -89,25 +138,28 @@ class Machine {
     return stack_.back();
   }
 
-  Status Adopt(PyValue& parent, const PyRef& child) {
-    if (child->depth + 1 > kMaxDepth)
-      return Fail("values nested deeper than " + std::to_string(kMaxDepth));
-    parent.depth = std::max(parent.depth, child->depth + 1);
-    parent.items.push_back(child);
+  Status Adopt(PyValue& parent, std::vector<PyRef>&& items) {
+    MOBILELLM_RETURN_IF_ERROR(Spend(items.size()));
+    if (parent.items.empty())
+      parent.items = std::move(items);
+    else
+      parent.items.insert(parent.items.end(), items.begin(), items.end());
     return {};
   }
   Result<PyRef> Container(Kind k, std::vector<PyRef> items) {
-    PyRef v = Make(k);
-    for (auto& item : items) MOBILELLM_RETURN_IF_ERROR(Adopt(*v, item));
+    auto v = Make(k);
+    if (!v.ok()) return v;
+    MOBILELLM_RETURN_IF_ERROR(Adopt(**v, std::move(items)));
     return v;
   }
 
-  Status PushString(Kind k, size_t n) {
+  Status PushString(Kind k, uint64_t n) {
     if (!Need(n)) return Fail("string runs past the end");
-    PyRef v = Make(k);
-    v->s.assign(reinterpret_cast<const char*>(p_), n);
+    auto v = Make(k);
+    if (!v.ok()) return v.status();
+    (*v)->s = std::string_view(reinterpret_cast<const char*>(p_), size_t(n));
     p_ += n;
-    return Push(v);
+    return Push(*v);
   }
 
   Status Memo(uint64_t idx) {
@@ -123,16 +175,18 @@ class Machine {
     return Push(memo_[idx]);
   }
 
-  Status Global(const std::string& module, const std::string& name) {
-    const std::string full = module + "." + name;
-    if (!AllowedGlobals().count(full))
+  Status Global(std::string_view module, std::string_view name) {
+    const std::string full = std::string(module) + "." + std::string(name);
+    const auto it = AllowedGlobals().find(full);
+    if (it == AllowedGlobals().end())
       return Status::Error(
-          where_ + ": refusing to load global '" + full +
+          where_ + ": refusing to load global '" + Printable(full) +
           "': a checkpoint may only reference torch tensor-rebuild functions and storage types "
           "(this file may be malicious)");
-    PyRef v = Make(Kind::kGlobal);
-    v->s = full;
-    return Push(v);
+    auto v = Make(Kind::kGlobal);
+    if (!v.ok()) return v.status();
+    (*v)->s = *it;  // the allow-list's own string outlives the pickle
+    return Push(*v);
   }
 
   static bool AsInt(const PyRef& v, int64_t* out) {
@@ -140,14 +194,11 @@ class Machine {
     *out = v->i;
     return true;
   }
-  static bool AsInts(const PyRef& v, std::vector<int64_t>* out) {
+  static bool IsInts(const PyRef& v) {
     if (v->kind != Kind::kTuple && v->kind != Kind::kList) return false;
-    out->clear();
-    for (const PyRef& x : v->items) {
-      int64_t i;
+    int64_t i;
+    for (const PyRef& x : v->items)
       if (!AsInt(x, &i)) return false;
-      out->push_back(i);
-    }
     return true;
   }
 
@@ -163,19 +214,18 @@ class Machine {
     if (fn->s == "torch._utils._rebuild_tensor_v2") {
       if (a.size() < 4 || a[0]->kind != Kind::kStorage)
         return Fail("_rebuild_tensor_v2 needs (storage, offset, size, stride, ...)");
-      PyRef t = Make(Kind::kTensor);
-      t->storage = a[0];
-      if (!AsInt(a[1], &t->offset) || !AsInts(a[2], &t->sizes) || !AsInts(a[3], &t->strides) ||
-          t->sizes.size() != t->strides.size() || t->sizes.size() > 8)
+      int64_t offset;
+      if (!AsInt(a[1], &offset) || !IsInts(a[2]) || !IsInts(a[3]) ||
+          a[2]->items.size() != a[3]->items.size() || a[2]->items.size() > 8)
         return Fail("_rebuild_tensor_v2 with malformed offset, size or stride");
-      return t;
+      return Container(Kind::kTensor, {a[0], a[1], a[2], a[3]});
     }
     if (fn->s == "torch._utils._rebuild_parameter") {
       if (a.empty() || a[0]->kind != Kind::kTensor)
         return Fail("_rebuild_parameter without a tensor");
       return a[0];
     }
-    return Fail("'" + fn->s + "' cannot be called");
+    return Fail("'" + std::string(fn->s) + "' cannot be called");
   }
 
   Status Step(uint8_t op) {
@@ -193,6 +243,7 @@ class Machine {
         stopped_ = true;
         return {};
       case '(':
+        if (marks_.size() >= kMaxStack) return Fail("too many MARKs");
         marks_.push_back(stack_.size());
         return {};
       case '0':
@@ -205,22 +256,17 @@ class Machine {
         return Push(*t);
       }
       case 'N':
-        return Push(Make(Kind::kNone));
+        return PushNew(Kind::kNone);
       case 0x88:
-      case 0x89: {
-        PyRef v = Make(Kind::kBool);
-        v->i = op == 0x88;
-        return Push(v);
-      }
+      case 0x89:
+        return PushNew(Kind::kBool, op == 0x88);
       case 'J':
       case 'K':
       case 'M': {
         const int n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
         if (!Need(n)) return Fail("truncated integer");
-        PyRef v = Make(Kind::kInt);
         const uint64_t raw = ReadLE(n);
-        v->i = op == 'J' ? int64_t(int32_t(uint32_t(raw))) : int64_t(raw);
-        return Push(v);
+        return PushNew(Kind::kInt, op == 'J' ? int64_t(int32_t(uint32_t(raw))) : int64_t(raw));
       }
       case 0x8a: {  // LONG1: little-endian two's complement of n bytes
         if (!Need(1)) return Fail("truncated LONG1");
@@ -228,18 +274,17 @@ class Machine {
         if (n > 8 || !Need(n)) return Fail("LONG1 wider than 64 bits");
         uint64_t raw = n ? ReadLE(n) : 0;
         if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1) raw |= ~uint64_t(0) << (8 * n);
-        PyRef v = Make(Kind::kInt);
-        v->i = int64_t(raw);
-        return Push(v);
+        return PushNew(Kind::kInt, int64_t(raw));
       }
       case 'G': {  // BINFLOAT: big-endian double
         if (!Need(8)) return Fail("truncated BINFLOAT");
         uint64_t raw = 0;
         for (int i = 0; i < 8; ++i) raw = raw << 8 | p_[i];
         p_ += 8;
-        PyRef v = Make(Kind::kFloat);
-        std::memcpy(&v->f, &raw, 8);
-        return Push(v);
+        auto v = Make(Kind::kFloat);
+        if (!v.ok()) return v.status();
+        std::memcpy(&(*v)->f, &raw, 8);
+        return Push(*v);
       }
       case 'X':
       case 'T':
@@ -259,11 +304,11 @@ class Machine {
         return PushString(op == 0x8e ? Kind::kBytes : Kind::kStr, ReadLE(8));
       }
       case ')':
-        return Push(Make(Kind::kTuple));
+        return PushNew(Kind::kTuple);
       case ']':
-        return Push(Make(Kind::kList));
+        return PushNew(Kind::kList);
       case '}':
-        return Push(Make(Kind::kDict));
+        return PushNew(Kind::kDict);
       case 't':
       case 'l': {
         auto items = PopMark();
@@ -301,8 +346,7 @@ class Machine {
         auto list = Top();
         if (!list.ok()) return list.status();
         if ((*list)->kind != Kind::kList) return Fail("APPEND to a non-list");
-        for (auto& item : items) MOBILELLM_RETURN_IF_ERROR(Adopt(**list, item));
-        return {};
+        return Adopt(**list, std::move(items));
       }
       case 'd':
       case 's':
@@ -320,7 +364,9 @@ class Machine {
         if (kv.size() % 2) return Fail("odd number of dict items");
         PyRef dict;
         if (op == 'd') {
-          dict = Make(Kind::kDict);
+          auto made = Make(Kind::kDict);
+          if (!made.ok()) return made.status();
+          dict = *made;
           MOBILELLM_RETURN_IF_ERROR(Push(dict));
         } else {
           auto top = Top();
@@ -328,15 +374,14 @@ class Machine {
           dict = *top;
         }
         if (dict->kind != Kind::kDict) return Fail("SETITEM on a non-dict");
-        for (auto& item : kv) MOBILELLM_RETURN_IF_ERROR(Adopt(*dict, item));
-        return {};
+        return Adopt(*dict, std::move(kv));
       }
       case 'c': {  // GLOBAL "module\nname\n"
-        std::string parts[2];
+        std::string_view parts[2];
         for (auto& part : parts) {
           const uint8_t* nl = static_cast<const uint8_t*>(std::memchr(p_, '\n', size_t(end_ - p_)));
           if (!nl) return Fail("truncated GLOBAL");
-          part.assign(reinterpret_cast<const char*>(p_), size_t(nl - p_));
+          part = std::string_view(reinterpret_cast<const char*>(p_), size_t(nl - p_));
           p_ = nl + 1;
         }
         return Global(parts[0], parts[1]);
@@ -387,14 +432,12 @@ class Machine {
             a[0]->s != "storage" || a[1]->kind != Kind::kGlobal || a[2]->kind != Kind::kStr ||
             a[4]->kind != Kind::kInt || a[4]->i < 0)
           return Fail("persistent id is not a ('storage', type, key, location, numel) tuple");
-        const std::string& type = a[1]->s;
+        const std::string_view type = a[1]->s;
         if (type.rfind("torch.", 0) != 0 || type.find("Storage") == std::string::npos)
-          return Fail("persistent id names '" + type + "', not a storage type");
-        PyRef s = Make(Kind::kStorage);
-        s->storage_type = type.substr(6);
-        s->s = a[2]->s;
-        s->numel = a[4]->i;
-        return Push(s);
+          return Fail("persistent id names '" + Printable(type) + "', not a storage type");
+        auto s = Container(Kind::kStorage, {a[1], a[2], a[4]});
+        if (!s.ok()) return s.status();
+        return Push(*s);
       }
       default: {
         char buf[64];
@@ -411,23 +454,24 @@ class Machine {
   std::vector<size_t> marks_;
   std::vector<PyRef> memo_;
   bool stopped_ = false;
+  size_t spent_ = 0;  // against kMaxPickleValues
+  std::unique_ptr<Pickle> out_;
 };
 
-}  // namespace
-
-Result<PyRef> Unpickle(const uint8_t* data, size_t size, const std::string& where) {
-  return Machine(data, size, where).Run();
+Result<std::unique_ptr<Pickle>> Unpickle(const uint8_t* data, size_t size,
+                                         const std::string& where) {
+  return Unpickler(data, size, where).Run();
 }
 
 Result<std::map<std::string, PickledTensor>> UnpickleStateDict(const uint8_t* data, size_t size,
                                                                const std::string& where) {
-  auto root = Unpickle(data, size, where);
-  if (!root.ok()) return root.status();
-  PyRef dict = *root;
+  auto pickle = Unpickle(data, size, where);
+  if (!pickle.ok()) return pickle.status();
+  const PyValue* dict = (*pickle)->root();
   // Some trainers save {"state_dict": {...}} or {"model": {...}}; accept one level of wrapping.
   if (dict->kind == Kind::kDict) {
     for (size_t i = 0; i + 1 < dict->items.size(); i += 2) {
-      const PyRef& k = dict->items[i];
+      const PyValue* k = dict->items[i];
       if (k->kind == Kind::kStr && (k->s == "state_dict" || k->s == "model") &&
           dict->items[i + 1]->kind == Kind::kDict) {
         dict = dict->items[i + 1];
@@ -437,18 +481,26 @@ Result<std::map<std::string, PickledTensor>> UnpickleStateDict(const uint8_t* da
   }
   if (dict->kind != Kind::kDict)
     return Status::Error(where + ": the pickle's top level is not a dict of tensors");
+  const auto ints = [](const PyValue* tuple) {
+    std::vector<int64_t> out;
+    for (const PyValue* x : tuple->items) out.push_back(x->i);
+    return out;
+  };
   std::map<std::string, PickledTensor> out;
   for (size_t i = 0; i + 1 < dict->items.size(); i += 2) {
-    const PyRef& k = dict->items[i];
-    const PyRef& v = dict->items[i + 1];
+    const PyValue* k = dict->items[i];
+    const PyValue* v = dict->items[i + 1];
     if (k->kind != Kind::kStr || v->kind != Kind::kTensor)
       continue;  // e.g. "_metadata", step counters
-    out[k->s] = {v->storage->storage_type,
-                 v->storage->s,
-                 v->storage->numel,
-                 v->offset,
-                 v->sizes,
-                 v->strides};
+    // Checked when they were built: a tensor is (storage, offset, sizes, strides) and a storage
+    // is (type global "torch.XStorage", key, numel).
+    const PyValue* storage = v->items[0];
+    out[std::string(k->s)] = {std::string(storage->items[0]->s.substr(6)),
+                              std::string(storage->items[1]->s),
+                              storage->items[2]->i,
+                              v->items[1]->i,
+                              ints(v->items[2]),
+                              ints(v->items[3])};
   }
   return out;
 }
