@@ -33,6 +33,14 @@ struct LoadOptions {
 
 class Model {
  public:
+  // Maps the .mlm file read-only; tensors are read from the mapping, never copied.
+  //
+  // Contract: the file must not be modified (truncated, rewritten in place) while the Model is
+  // alive. Replacing it by renaming another file over its name is safe: the mapping keeps the old
+  // inode (mobilellm-convert always writes a temporary file and renames it, so it never modifies a
+  // mapped model). If the file does shrink, touching a page past its new end raises SIGBUS, which
+  // no library can turn into a Status: an app that cannot rule this out should install a SIGBUS
+  // handler, as the mobilellm CLI does (one error line naming the file, exit 1).
   static Result<std::shared_ptr<const Model>> Load(const std::string& path,
                                                    const LoadOptions& options = {});
   ~Model();

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -58,6 +59,28 @@ std::string DefaultModel() {
   return "";
 }
 
+// The model file is mapped, not read: if it shrinks under us (truncated, rewritten in place), a
+// touch of a page past its new end raises SIGBUS. Say so in one line naming the file and exit 1
+// (mobilellm.h states the contract: the file must not change while a Model is alive).
+char g_mapped_path[4096];
+
+void ExitOnSigbus(int) {
+  static const char kBefore[] = "mobilellm: error: ";
+  static const char kAfter[] =
+      ": the model file changed while it was in use (truncated or rewritten in place; replace a "
+      "model by renaming a new file over it)\n";
+  // Only async-signal-safe calls here.
+  (void)!::write(STDERR_FILENO, kBefore, sizeof(kBefore) - 1);
+  (void)!::write(STDERR_FILENO, g_mapped_path, std::strlen(g_mapped_path));
+  (void)!::write(STDERR_FILENO, kAfter, sizeof(kAfter) - 1);
+  ::_exit(1);
+}
+
+void ExitCleanlyIfChanged(const std::string& path) {
+  std::snprintf(g_mapped_path, sizeof(g_mapped_path), "%s", path.c_str());
+  std::signal(SIGBUS, ExitOnSigbus);
+}
+
 Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, bool verbose) {
   if (path.empty()) {
     path = DefaultModel();
@@ -69,6 +92,7 @@ Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, b
   }
   LoadOptions lo;
   lo.preload = preload;
+  ExitCleanlyIfChanged(path);
   return Model::Load(path, lo);
 }
 
@@ -85,6 +109,7 @@ struct InfoArgs {
 };
 
 int RunInfo(const InfoArgs& a) {
+  ExitCleanlyIfChanged(a.file);
   auto file = ModelFile::Open(a.file);
   if (!file.ok()) return Fail(file.status().message());
   const ModelFile& f = **file;
