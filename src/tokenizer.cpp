@@ -6,12 +6,15 @@
 #include <cstring>
 #include <queue>
 
+#include "mobilellm/untrusted.h"
+
 namespace mobilellm {
 
 namespace {
 
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 "▁"
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+constexpr size_t kMaxPieces = 1 << 22;                     // ModelConfig's vocab_size limit
 
 // ---- a protobuf reader: just what ModelProto needs ----------------------------------------------
 
@@ -152,20 +155,24 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view proto) {
     if (field == 1 && wire == 2) {  // ModelProto.pieces
       ProtoReader p(r.Bytes());
       Piece piece;
+      uint64_t type = kNormal;  // checked before it becomes a Type
       while (p.Next(&field, &wire)) {
         if (field == 1 && wire == 2)
           piece.text = std::string(p.Bytes());
         else if (field == 2 && wire == 5)
           piece.score = p.Fixed32();
         else if (field == 3 && wire == 0)
-          piece.type = Type(p.Varint());
+          type = p.Varint();
         else
           p.Skip(wire);
       }
       if (p.failed()) return Status::Error("malformed piece " + std::to_string(t.pieces_.size()));
-      if (piece.type < kNormal || piece.type > kByte)
+      if (type < kNormal || type > kByte)
         return Status::Error("piece " + std::to_string(t.pieces_.size()) + " has unknown type " +
-                             std::to_string(int(piece.type)));
+                             std::to_string(type));
+      if (t.pieces_.size() >= kMaxPieces)
+        return Status::Error("more than " + std::to_string(kMaxPieces) + " pieces");
+      piece.type = Type(type);
       t.pieces_.push_back(std::move(piece));
     } else if (field == 2 && wire == 2) {  // trainer_spec
       ProtoReader p(r.Bytes());
@@ -217,21 +224,43 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view proto) {
     const Piece& p = t.pieces_[id];
     const bool vocab = p.type == kNormal || p.type == kUserDefined || p.type == kUnused;
     if (!(vocab ? t.vocab_ : t.reserved_).emplace(p.text, id).second)
-      return Status::Error("piece '" + p.text + "' appears twice");
-    if (p.type == kUserDefined) t.user_defined_.push_back(p.text);
+      return Status::Error("piece " + std::to_string(id) + " '" + Printable(p.text) +
+                           "' appears twice");
+    if (p.type == kUserDefined && !p.text.empty()) {
+      uint32_t node = 0;
+      for (unsigned char c : p.text) {
+        const auto [it, added] =
+            t.user_trie_.emplace(uint64_t(node) << 8 | c, uint32_t(t.user_end_.size()));
+        if (added) t.user_end_.push_back(false);
+        node = it->second;
+      }
+      t.user_end_[node] = true;
+    }
     if (p.type == kUnknown) t.unk_id_ = id, have_unk = true;
     if (p.type == kByte) {
       const int byte = ByteOfPiece(p.text);
-      if (byte < 0) return Status::Error("byte piece '" + p.text + "' is not of the form <0xXX>");
+      if (byte < 0)
+        return Status::Error("byte piece " + std::to_string(id) + " '" + Printable(p.text) +
+                             "' is not of the form <0xXX>");
       t.byte_ids_[byte] = id;
     }
   }
   if (!have_unk) return Status::Error("not a SentencePiece model (no <unk> piece)");
   if (t.byte_fallback_ && std::count(std::begin(t.byte_ids_), std::end(t.byte_ids_), -1) != 0)
     return Status::Error("byte fallback is on but some of the 256 <0xXX> pieces are missing");
-  std::sort(t.user_defined_.begin(), t.user_defined_.end(),
-            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   return t;
+}
+
+size_t Tokenizer::UserDefinedPrefix(std::string_view s) const {
+  size_t longest = 0;
+  uint32_t node = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto it = user_trie_.find(uint64_t(node) << 8 | uint8_t(s[i]));
+    if (it == user_trie_.end()) break;
+    node = it->second;
+    if (user_end_[node]) longest = i + 1;
+  }
+  return longest;
 }
 
 int Tokenizer::PieceId(std::string_view piece) const {
@@ -241,21 +270,28 @@ int Tokenizer::PieceId(std::string_view piece) const {
   return -1;
 }
 
-void Tokenizer::Emit(const std::string& piece, const Splits& splits, std::vector<int>* ids) const {
-  const int id = PieceId(piece);
-  if (id >= 0 && pieces_[id].type == kUnused) {
-    if (auto it = splits.find(piece); it != splits.end()) {
-      Emit(it->second.first, splits, ids);
-      Emit(it->second.second, splits, ids);
-      return;
+void Tokenizer::Emit(const std::string& whole, const Splits& splits, std::vector<int>* ids) const {
+  // Depth-first, left part first; a stack, not recursion: a chain of unused pieces can be as long
+  // as the prompt.
+  std::vector<const std::string*> todo = {&whole};
+  while (!todo.empty()) {
+    const std::string& piece = *todo.back();
+    todo.pop_back();
+    const int id = PieceId(piece);
+    if (id >= 0 && pieces_[id].type == kUnused) {
+      if (auto it = splits.find(piece); it != splits.end()) {
+        todo.push_back(&it->second.second);
+        todo.push_back(&it->second.first);
+        continue;
+      }
     }
-  }
-  if (id >= 0 && pieces_[id].type != kUnknown) {
-    ids->push_back(id);
-  } else if (byte_fallback_) {
-    for (unsigned char c : piece) ids->push_back(byte_ids_[c]);
-  } else if (ids->empty() || ids->back() != unk_id_) {  // a run of unknowns is one <unk>
-    ids->push_back(unk_id_);
+    if (id >= 0 && pieces_[id].type != kUnknown) {
+      ids->push_back(id);
+    } else if (byte_fallback_) {
+      for (unsigned char c : piece) ids->push_back(byte_ids_[c]);
+    } else if (ids->empty() || ids->back() != unk_id_) {  // a run of unknowns is one <unk>
+      ids->push_back(unk_id_);
+    }
   }
 }
 
@@ -299,14 +335,8 @@ std::vector<int> Tokenizer::Encode(std::string_view text) const {
   };
   std::vector<Symbol> sym;
   for (size_t i = 0; i < norm.size();) {
-    size_t n = 0;
-    bool frozen = false;
-    for (const std::string& u : user_defined_) {
-      if (norm.compare(i, u.size(), u) == 0) {
-        n = u.size(), frozen = true;
-        break;
-      }
-    }
+    size_t n = UserDefinedPrefix(std::string_view(norm).substr(i));
+    const bool frozen = n > 0;
     if (n == 0) n = std::max<size_t>(1, Utf8CharLen(std::string_view(norm).substr(i)));
     const int k = int(sym.size());
     sym.push_back({k - 1, k + 1, i, n, frozen});

@@ -49,13 +49,18 @@ class Tokenizer {
   using Splits = std::unordered_map<std::string, std::pair<std::string, std::string>>;
   int PieceId(std::string_view piece) const;  // -1 when absent
   // Appends the ids of one merged symbol: unused pieces split back into the pair that made them
-  // (`splits`), unknown ones spelled as bytes or as <unk>.
+  // (`splits`, taken apart with an explicit stack), unknown ones spelled as bytes or as <unk>.
   void Emit(const std::string& piece, const Splits& splits, std::vector<int>* ids) const;
 
   std::vector<Piece> pieces_;
   std::unordered_map<std::string, int> vocab_;     // normal, user-defined and unused pieces
   std::unordered_map<std::string, int> reserved_;  // control, unknown and byte pieces
-  std::vector<std::string> user_defined_;          // longest first
+  // User-defined pieces as a byte trie, so Encode's cost does not grow with their number:
+  // (node << 8 | byte) -> child node, node 0 the root; user_end_[node]: a piece ends there.
+  std::unordered_map<uint64_t, uint32_t> user_trie_;
+  std::vector<bool> user_end_ = {false};
+  // Length of the longest user-defined piece `s` starts with; 0 if none. O(that length).
+  size_t UserDefinedPrefix(std::string_view s) const;
   std::string unk_surface_;  // what <unk> decodes to: " ⁇ " unless the model says otherwise
   int unk_id_ = 0;
   int byte_ids_[256] = {};
