@@ -153,7 +153,7 @@ Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt
       break;
     }
     const int id = sampler.Sample(session.logits(), vocab, history);
-    if (id == model.config().eos_id) {
+    if (model.config().IsEos(id)) {
       r.stop_reason = StopReason::kEos;
       break;
     }

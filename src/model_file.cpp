@@ -126,9 +126,15 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     return fail("file has " + std::to_string(size) + " bytes, header says " +
                 std::to_string(h.file_size) + " (trailing data: not a file this tool wrote?)");
 
-  file->config_ = ModelConfig::FromRecord(h.config);
-  const ModelConfig& c = file->config_;
+  file->config_ = ModelConfig::FromRecord(h.config, h.version);
+  ModelConfig& c = file->config_;
   MOBILELLM_RETURN_IF_ERROR(c.Validate(path));
+  const uint32_t known_flags =
+      format::kQkNorm | format::kAttnTemperatureTuning | format::kLayerKinds;
+  if (h.version >= 2 && (h.config.flags & ~known_flags) != 0)
+    return fail("config flags " + std::to_string(h.config.flags) +
+                " has bits this build does not know (made by a newer mobilellm?)");
+  const bool has_layer_kinds = h.version >= 2 && (h.config.flags & format::kLayerKinds) != 0;
   if (h.config.tokenizer_kind != uint32_t(format::TokenizerKind::kSentencePiece))
     return fail("tokenizer_kind: expected 1 (sentencepiece), found " +
                 std::to_string(h.config.tokenizer_kind));
@@ -209,12 +215,26 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
       return fail("tensors '" + Printable(by_offset[i - 1]->name) + "' and '" +
                   Printable(by_offset[i]->name) + "' overlap");
 
+  // The per-layer kinds complete the config: read and checked before anything uses it.
+  if (has_layer_kinds) {
+    const TensorEntry* e = file->Find(format::kLayerKindsTensor);
+    if (e == nullptr) return fail("missing tensor 'layer_kinds' (config flags say it exists)");
+    if (e->dtype != uint32_t(DType::kU8) || e->rank != 1 || e->shape[0] != uint64_t(c.n_layers()))
+      return fail("tensor 'layer_kinds': expected u8 [" + std::to_string(c.n_layers()) +
+                  "], found " + format::DTypeName(e->dtype) + " " + ShapeString(e->shape, e->rank));
+    const uint8_t* kinds = p + e->offset;
+    c.layer_kinds.assign(kinds, kinds + c.n_layers());
+    MOBILELLM_RETURN_IF_ERROR(c.Validate(path));
+  }
+
   // Every tensor the config implies, with its exact shape, and nothing else.
   std::vector<TensorSpec> expected = ExpectedTensors(c);
   expected.push_back({format::kTokenizerTensor, {0}, false});
+  if (has_layer_kinds) expected.push_back({format::kLayerKindsTensor, {0}, false});
   for (const TensorSpec& spec : expected) {
     const TensorEntry* e = file->Find(spec.name);
     if (e == nullptr) return fail("missing tensor '" + spec.name + "'");
+    if (spec.name == format::kLayerKindsTensor) continue;  // checked above
     if (spec.name == format::kTokenizerTensor) {
       if (e->dtype != uint32_t(DType::kU8) || e->rank != 1)
         return fail("tensor 'tokenizer': expected u8 bytes of rank 1");
@@ -417,17 +437,30 @@ void ModelWriter::RemoveTempFileOnSignals() {
 
 Status ModelWriter::Write(const std::string& path, bool overwrite, const Progress& progress) const {
   MOBILELLM_RETURN_IF_ERROR(config_.Validate(path));
+  // The per-layer kinds are part of the config: written from it unless a caller copied the tensor.
+  std::vector<Pending> tensors = tensors_;
+  if (!config_.layer_kinds.empty() &&
+      std::none_of(tensors.begin(), tensors.end(),
+                   [](const Pending& t) { return t.name == format::kLayerKindsTensor; }))
+    tensors.push_back({format::kLayerKindsTensor,
+                       DType::kU8,
+                       format::Layout::kRows,
+                       {int64_t(config_.layer_kinds.size())},
+                       [kinds = config_.layer_kinds](uint8_t* dst) {
+                         std::memcpy(dst, kinds.data(), kinds.size());
+                         return Status();
+                       }});
   struct stat st;
   if (!overwrite && ::stat(path.c_str(), &st) == 0)
     return Status::Error(path + ": already exists (use --force to overwrite)");
 
   // Layout: header, table, then data at aligned offsets in the order tensors were added.
   const auto align = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
-  std::vector<TensorEntry> table(tensors_.size());
-  uint64_t offset = align(format::kHeaderSize + uint64_t(tensors_.size()) * format::kEntrySize);
+  std::vector<TensorEntry> table(tensors.size());
+  uint64_t offset = align(format::kHeaderSize + uint64_t(tensors.size()) * format::kEntrySize);
   uint64_t total = 0, max_bytes = 0;
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const Pending& t = tensors_[i];
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Pending& t = tensors[i];
     TensorEntry& e = table[i];
     std::memset(&e, 0, sizeof(e));
     if (t.name.size() > format::kMaxNameLength || t.shape.empty() ||
@@ -464,9 +497,9 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   std::vector<uint8_t> buf(max_bytes);
   ChunkedWriter out(fd, tmp);
   uint64_t done = 0;
-  for (size_t i = 0; i < tensors_.size(); ++i) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
     TensorEntry& e = table[i];
-    Status s = tensors_[i].fill(buf.data());
+    Status s = tensors[i].fill(buf.data());
     if (!s.ok()) return s;
     e.crc32 = Crc32(buf.data(), e.nbytes);
     s = out.Put(e.offset, buf.data(), e.nbytes);
@@ -479,7 +512,7 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   FileHeader h;
   std::memset(&h, 0, sizeof(h));
   std::memcpy(h.magic, format::kMagic, 4);
-  h.version = format::kVersion;
+  h.version = config_.FormatVersion();
   h.header_size = format::kHeaderSize;
   h.alignment = alignment_;
   h.file_size = file_size;

@@ -15,9 +15,7 @@ namespace {
 using testing::RunCommand;
 using testing::TempDir;
 
-std::string Hf(const std::string& c) {
-  return testing::FixturesDir() + "/" + c + "/hf";
-}
+using testing::Hf;
 
 class ConvertCase : public ::testing::TestWithParam<const char*> {};
 
@@ -36,7 +34,7 @@ TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
         << "an lm_head in the file is used";
     int checked = 0;
     for (const TensorSpec& spec : ExpectedTensors(c)) {
-      const auto it = (*ckpt)->tensors.find(convert::HfTensorName(spec.name));
+      const auto it = (*ckpt)->tensors.find(convert::HfTensorName(spec.name, c.arch));
       ASSERT_NE(it, (*ckpt)->tensors.end()) << spec.name;
       const convert::SourceTensor& src = it->second;
       const format::TensorEntry* e = (*file)->Find(spec.name);
@@ -77,6 +75,8 @@ TEST_P(ConvertCase, TensorsEqualTheSourceValues) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertCase,
                          ::testing::Values("ls-gqa3-tied-bin-f32", "gqa2-untied-st-f32",
+                                           "r1-tied-gqa3-llama3-st-f32-sharded",
+                                           "r1-untied-gqa4-nope-chunked-st-bf16",
                                            "ls-lmhead-bin-bf16", "ls-tied-st-f16-sharded",
                                            "gqa3-bin-f16-sharded"),
                          [](const auto& info) {

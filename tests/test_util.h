@@ -93,6 +93,11 @@ inline std::string Convert() {
   return Emulator() + BinDir() + "/mobilellm-convert";
 }
 
+// Fixture case `name`'s HF checkpoint directory.
+inline std::string Hf(const std::string& name) {
+  return FixturesDir() + "/" + name + "/hf";
+}
+
 // Converts fixture case `name` to `out` at `dtype`; fails the test on error.
 inline void ConvertCase(const std::string& name, const std::string& dtype, const std::string& out) {
   const CommandResult r = RunCommand(Convert() + " " + FixturesDir() + "/" + name + "/hf -o " +

@@ -98,6 +98,8 @@ class Block(nn.Module):
 
 
 class MobileLLM(nn.Module):
+    ffn_prefix = "mlp."
+
     def __init__(self, c):
         super().__init__()
         self.c = c
@@ -132,7 +134,7 @@ class MobileLLM(nn.Module):
             for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
                 sd[p + "self_attn." + n + ".weight"] = getattr(b, n).weight
             for n in ("gate_proj", "up_proj", "down_proj"):
-                sd[p + "mlp." + n + ".weight"] = getattr(b, n).weight
+                sd[p + self.ffn_prefix + n + ".weight"] = getattr(b, n).weight
             sd[p + "input_layernorm.weight"] = b.input_layernorm
             sd[p + "post_attention_layernorm.weight"] = b.post_attention_layernorm
         sd["model.norm.weight"] = self.norm
@@ -207,3 +209,161 @@ def save_hf(model, out_dir, tokenizer_path, dtype=torch.float32, fmt="bin", shar
     if shards > 1:
         with open(os.path.join(out_dir, "%s.%s.index.json" % (stem, ext)), "w") as f:
             json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# MobileLLM-R1: HF Llama4ForCausalLM (model_type llama4_text), dense layers only.
+#
+# Written from transformers' modeling_llama4.py (Llama4TextAttention, Llama4TextDecoderLayer,
+# Llama4TextModel) and modeling_rope_utils.py (llama3 scaling), in the same one-screen style:
+#   - RoPE on adjacent pairs (x[2i], x[2i+1]) viewed as complex numbers, on RoPE layers only;
+#   - QK-norm: a weightless RMS norm over head_dim (eps = rms_norm_eps) of q and k AFTER RoPE, on
+#     RoPE layers only;
+#   - NoPE layers (no_rope_layers[l] == 0) skip both; with attn_temperature_tuning their queries
+#     are scaled by log1p(floor((pos + 1) / floor_scale)) * attn_scale + 1;
+#   - chunked_attention layers: a query attends only to keys of its own attention_chunk_size
+#     chunk (kv // c == q // c), causally; full_attention layers see every earlier key;
+#   - the dense FFN is feed_forward.{gate,up,down}_proj of width intermediate_size_mlp.
+# ---------------------------------------------------------------------------------------------
+
+
+class Llama4Config:
+    def __init__(self, vocab_size, dim, ffn_dim, n_layers, n_heads, n_kv_heads, head_dim=None, tied=True,
+                 norm_eps=1e-5, rope_theta=500000.0, rope_scaling=None, qk_norm=True, no_rope_layers=None,
+                 layer_types=None, attention_chunk_size=8192, attn_temperature_tuning=False, attn_scale=0.1,
+                 floor_scale=8192, max_pos=4096, bos_id=1, eos_ids=(2,)):
+        self.vocab_size, self.dim, self.ffn_dim, self.n_layers = vocab_size, dim, ffn_dim, n_layers
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = head_dim or dim // n_heads
+        self.tied, self.lm_head = tied, not tied
+        self.norm_eps, self.rope_theta, self.rope_scaling = norm_eps, rope_theta, rope_scaling
+        self.qk_norm = qk_norm
+        self.no_rope_layers = list(no_rope_layers) if no_rope_layers else [1] * n_layers
+        # HF: without layer_types, RoPE layers are chunked and NoPE layers are full.
+        self.layer_types_given = layer_types is not None
+        self.layer_types = list(layer_types) if layer_types is not None else [
+            "chunked_attention" if r else "full_attention" for r in self.no_rope_layers]
+        self.attention_chunk_size = attention_chunk_size
+        self.attn_temperature_tuning, self.attn_scale, self.floor_scale = attn_temperature_tuning, attn_scale, floor_scale
+        self.max_pos, self.bos_id, self.eos_ids = max_pos, bos_id, list(eos_ids)
+
+    def hf_json(self):
+        j = {
+            "architectures": ["Llama4ForCausalLM"], "model_type": "llama4_text",
+            "vocab_size": self.vocab_size, "hidden_size": self.dim,
+            "intermediate_size": self.ffn_dim, "intermediate_size_mlp": self.ffn_dim,
+            "num_hidden_layers": self.n_layers, "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_kv_heads, "head_dim": self.head_dim,
+            "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta, "rope_scaling": self.rope_scaling,
+            "use_qk_norm": self.qk_norm, "no_rope_layers": self.no_rope_layers,
+            "attention_chunk_size": self.attention_chunk_size,
+            "attn_temperature_tuning": self.attn_temperature_tuning, "attn_scale": self.attn_scale,
+            "floor_scale": self.floor_scale, "max_position_embeddings": self.max_pos,
+            "tie_word_embeddings": self.tied, "bos_token_id": self.bos_id,
+            "eos_token_id": self.eos_ids if len(self.eos_ids) > 1 else self.eos_ids[0],
+            "moe_layers": [], "num_local_experts": 0, "interleave_moe_layer_step": 0,
+            "num_experts_per_tok": 0, "hidden_act": "silu", "attention_bias": False, "torch_dtype": "float32",
+        }
+        if self.layer_types_given:
+            j["layer_types"] = self.layer_types
+        return j
+
+    def inv_freq(self):
+        """RoPE inverse frequencies as HF computes them: default, or llama3-scaled."""
+        hd = self.head_dim
+        inv = 1.0 / (self.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+        s = self.rope_scaling
+        if not s or s.get("rope_type", s.get("type")) == "default":
+            return inv
+        assert s.get("rope_type", s.get("type")) == "llama3"
+        factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old = s.get("original_max_position_embeddings", self.max_pos)
+        low_wavelen, high_wavelen = old / low, old / high
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        return torch.where(medium, smoothed, scaled)
+
+
+def l2_norm(x, eps):
+    # HF Llama4TextL2Norm: an RMS norm without weight, in fp32, cast back.
+    h = x.float()
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
+def apply_complex_rope(x, freqs_cis):
+    # x [B, T, heads, hd]; freqs_cis [T, hd / 2] complex. Pairs (2i, 2i + 1) rotate together.
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * freqs_cis[None, :, None, :]).flatten(3).type_as(x)
+
+
+class Llama4Block(Block):
+    """The same weights as a MobileLLM block; attention as Llama4TextAttention."""
+
+    def __init__(self, c, layer):
+        super().__init__(c)
+        self.layer = layer
+        self.use_rope = bool(c.no_rope_layers[layer])
+        self.chunked = c.layer_types[layer] == "chunked_attention"
+
+    def mask(self, T, device):
+        q = torch.arange(T, device=device)[:, None]
+        kv = torch.arange(T, device=device)[None, :]
+        allowed = kv <= q
+        if self.chunked:
+            allowed = allowed & (kv // self.c.attention_chunk_size == q // self.c.attention_chunk_size)
+        return torch.zeros(T, T).masked_fill(~allowed, float("-inf"))
+
+    def forward(self, x, freqs_cis):
+        c = self.c
+        B, T, _ = x.shape
+        h = rms_norm(x, self.input_layernorm, c.norm_eps)
+        q = self.q_proj(h).view(B, T, c.n_heads, c.head_dim)
+        k = self.k_proj(h).view(B, T, c.n_kv_heads, c.head_dim)
+        v = self.v_proj(h).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
+        if self.use_rope:
+            q, k = apply_complex_rope(q, freqs_cis), apply_complex_rope(k, freqs_cis)
+            if c.qk_norm:
+                q, k = l2_norm(q, c.norm_eps), l2_norm(k, c.norm_eps)
+        elif c.attn_temperature_tuning:
+            pos = torch.arange(T).float()
+            scales = torch.log1p(torch.floor((pos + 1.0) / c.floor_scale)) * c.attn_scale + 1.0
+            q = (q * scales.view(1, T, 1, 1)).to(q.dtype)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        group = c.n_heads // c.n_kv_heads
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+        att = (q @ k.transpose(-1, -2)) * c.head_dim ** -0.5 + self.mask(T, x.device)
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, c.n_heads * c.head_dim)
+        x = x + self.o_proj(y)
+        h = rms_norm(x, self.post_attention_layernorm, c.norm_eps)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class Llama4Text(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.dim)
+        self.layers = nn.ModuleList(Llama4Block(c, l) for l in range(c.n_layers))
+        self.norm = nn.Parameter(torch.ones(c.dim))
+        self.lm_head = nn.Linear(c.dim, c.vocab_size, bias=False) if c.lm_head else None
+
+    def forward(self, ids):
+        """ids: [B, T] int64 -> logits [B, T, vocab] fp32."""
+        x = self.embed_tokens(ids)
+        T = ids.shape[1]
+        freqs = torch.outer(torch.arange(T).float(), self.c.inv_freq())
+        freqs_cis = torch.polar(torch.ones_like(freqs), freqs)
+        for block in self.layers:
+            x = block(x, freqs_cis)
+        x = rms_norm(x, self.norm, self.c.norm_eps)
+        head = self.lm_head.weight if self.lm_head is not None else self.embed_tokens.weight
+        return (x @ head.t()).float()
+
+    ffn_prefix = "feed_forward."  # Llama4TextDecoderLayer.feed_forward, not .mlp
+    hf_state_dict = MobileLLM.hf_state_dict
+    greedy = MobileLLM.greedy

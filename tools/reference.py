@@ -25,7 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import torch  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
-from mobilellm_torch import Config, MobileLLM, save_hf  # noqa: E402
+from mobilellm_torch import Config, Llama4Config, Llama4Text, MobileLLM, save_hf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,6 +51,32 @@ CASES = {
     # The real MobileLLM-125M shape with random N(0, 0.02) weights, fp16 like the HF checkpoint.
     "125m-random-f16": (dict(vocab_size=32000, dim=576, ffn_dim=1536, n_blocks=30, n_heads=9, n_kv_heads=3),
                         "bin", torch.float16, 1, 0.02, {"greedy": 8}),
+    # MobileLLM-R1 (Llama4ForCausalLM, tools/mobilellm_torch.py). Tied head, 3:1 GQA, QK-norm, RoPE
+    # on every layer with llama3 frequency scaling, full attention (explicit layer_types), eos list,
+    # sharded safetensors, fp32.
+    "r1-tied-gqa3-llama3-st-f32-sharded": (
+        dict(dim=96, ffn_dim=200, n_layers=4, n_heads=6, n_kv_heads=2, tied=True, qk_norm=True,
+             rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 64},
+             layer_types=["full_attention"] * 4, eos_ids=(2, 3, 4)),
+        "safetensors", torch.float32, 2, 0.15, {"llama4": True}),
+    # Untied head, 4:1 GQA, layer 1 NoPE with temperature tuning (floor_scale 4: the scale steps
+    # within the prompt), no layer_types: HF makes the RoPE layers chunked, here in chunks of 16,
+    # shorter than the 40-token prompt. bf16 safetensors.
+    "r1-untied-gqa4-nope-chunked-st-bf16": (
+        dict(dim=128, ffn_dim=192, n_layers=4, n_heads=8, n_kv_heads=2, tied=False, qk_norm=True,
+             no_rope_layers=[1, 0, 1, 1], attn_temperature_tuning=True, attn_scale=0.5, floor_scale=4,
+             attention_chunk_size=16),
+        "safetensors", torch.bfloat16, 1, 0.15, {"llama4": True, "prompt_len": 40}),
+    # Explicit layer types mixing full and chunked layers (one of them NoPE, without temperature
+    # tuning), no QK-norm, a no_rope_layers list longer than the model (HF reads the first
+    # n_layers), chunks of 16 under a 40-token prompt, fp32.
+    "r1-mixed-chunked-st-f32": (
+        dict(dim=64, ffn_dim=160, n_layers=3, n_heads=4, n_kv_heads=1, tied=True, qk_norm=False,
+             no_rope_layers=[1, 1, 0, 1, 1, 1], layer_types=["full_attention", "chunked_attention",
+                                                              "chunked_attention"],
+             attention_chunk_size=16, rope_theta=8e6),
+        "safetensors", torch.float32, 1, 0.15, {"llama4": True, "prompt_len": 40}),
 }
 
 TOKENIZER_STRINGS = [
@@ -79,8 +105,8 @@ def make_case(name, spec, tokenizer, out_dir, seed):
     kwargs = dict(kwargs)
     kwargs.setdefault("vocab_size", sp.get_piece_size())
     torch.manual_seed(seed)
-    c = Config(max_pos=128, **kwargs)
-    m = MobileLLM(c)
+    c = Llama4Config(max_pos=128, **kwargs) if extra.get("llama4") else Config(max_pos=128, **kwargs)
+    m = Llama4Text(c) if extra.get("llama4") else MobileLLM(c)
     with torch.no_grad():
         for pname, p in m.named_parameters():
             if p.dim() == 2:
@@ -106,7 +132,7 @@ def make_case(name, spec, tokenizer, out_dir, seed):
         torch.save(od, os.path.join(hf, "pytorch_model.bin"))
 
     g = torch.Generator().manual_seed(seed + 1)
-    prompt = [1] + torch.randint(3, c.vocab_size, (11,), generator=g).tolist()
+    prompt = [1] + torch.randint(3, c.vocab_size, (extra.get("prompt_len", 12) - 1,), generator=g).tolist()
     with torch.no_grad():
         logits = m(torch.tensor([prompt]))[0]
     greedy = m.greedy(prompt, extra.get("greedy", 32))

@@ -1,4 +1,4 @@
-// The .mlm file format, version 1: the single source of truth for what is on disk.
+// The .mlm file format, versions 1 and 2: the single source of truth for what is on disk.
 //
 // One self-contained little-endian file holds a model: its configuration, every weight, and the
 // tokenizer, so one file deploys. It is designed to be memory-mapped read-only and used in place:
@@ -18,6 +18,14 @@
 // new dtypes and layouts are compatible additions (an old reader refuses the unknown dtype by
 // name).
 //
+// Version 2 (MobileLLM-R1, HF Llama4ForCausalLM) gives meaning to ConfigRecord words that version
+// 1 reserved: the architecture, QK-norm, NoPE temperature tuning, chunked attention, llama3 RoPE
+// scaling and up to three more EOS ids, plus an optional "layer_kinds" tensor. A writer marks a
+// file version 2 only when one of them is non-zero (ModelConfig::FormatVersion), so a MobileLLM v1
+// model stays a version-1 file that older readers still load, and an older reader refuses an R1
+// file instead of running it with the wrong attention. A reader ignores those words in a version-1
+// file.
+//
 // Who checks what: the loader (src/loader.cpp) checks every field documented "checked"; the
 // converter writes them. `mobilellm info FILE --verify` also recomputes each tensor's CRC-32.
 #pragma once
@@ -28,7 +36,7 @@
 namespace mobilellm::format {
 
 inline constexpr char kMagic[4] = {'M', 'L', 'M', '1'};
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;  // the newest version this build reads and writes
 inline constexpr uint32_t kHeaderSize = 512;
 inline constexpr uint32_t kEntrySize = 128;
 inline constexpr uint32_t kMinAlignment = 64;
@@ -37,6 +45,9 @@ inline constexpr uint32_t kMaxRank = 4;
 inline constexpr uint32_t kMaxTensors = 1u << 20;  // tensor_count limit; a real model has < 40k
 inline constexpr size_t kMaxNameLength = 47;       // + NUL in TensorEntry::name
 inline constexpr const char* kTokenizerTensor = "tokenizer";
+// Version 2, only with ConfigFlags::kLayerKinds: u8 [n_layers], one LayerKind bit set per logical
+// layer. Absent means every layer is a plain RoPE layer with full causal attention.
+inline constexpr const char* kLayerKindsTensor = "layer_kinds";
 
 // Element types. Values are stable on disk; gaps are room for the quantized types.
 enum class DType : uint32_t {
@@ -84,6 +95,32 @@ enum class RopeStyle : uint32_t {
   kInterleaved = 1,  // Meta / GGML "normal": dimension 2i rotates with 2i + 1
 };
 
+// Which decoder the file holds (ConfigRecord::arch, version 2; 0 in version 1).
+enum class Arch : uint32_t {
+  kMobileLlm = 0,   // MobileLLM v1 / HF Llama: the version-1 decoder
+  kLlama4Text = 1,  // HF Llama4ForCausalLM (llama4_text), dense layers only: MobileLLM-R1
+};
+
+// ConfigRecord::flags bits (version 2).
+enum ConfigFlags : uint32_t {
+  kQkNorm = 1u << 0,                 // weightless RMS norm of q and k after RoPE, RoPE layers only
+  kAttnTemperatureTuning = 1u << 1,  // NoPE layers scale q by log1p(floor((pos+1)/floor_scale))
+                                     // * attn_scale + 1
+  kLayerKinds = 1u << 2,             // the "layer_kinds" tensor exists
+};
+
+// A logical layer's kind: bits of the "layer_kinds" tensor.
+enum LayerKind : uint8_t {
+  kNoPe = 1u << 0,     // no RoPE (nor QK-norm) on this layer: HF no_rope_layers[l] == 0
+  kChunked = 1u << 1,  // a query at pos attends to keys in [pos / c * c, pos], c the chunk size
+};
+
+// How RoPE frequencies are scaled (ConfigRecord::rope_scaling, version 2).
+enum class RopeScaling : uint32_t {
+  kNone = 0,
+  kLlama3 = 1,  // HF _compute_llama3_parameters: factor, low/high_freq_factor, original context
+};
+
 enum class TokenizerKind : uint32_t {
   kSentencePiece = 1,  // "tokenizer" tensor is a serialized sentencepiece ModelProto
 };
@@ -106,7 +143,19 @@ struct ConfigRecord {
   int32_t eos_id;           // end-of-sequence id, in [0, vocab_size); MobileLLM: 2
   uint32_t tied_head;       // 1: logits = norm(h) @ token_embd^T; 0: an "output" tensor exists
   uint32_t tokenizer_kind;  // TokenizerKind
-  uint32_t reserved[16];    // zero
+  // Version 2 (zero, and ignored, in version 1):
+  uint32_t arch;                  // Arch
+  uint32_t flags;                 // ConfigFlags; unknown bits refused
+  float attn_scale;               // temperature tuning strength (HF attn_scale), finite
+  float floor_scale;              // temperature tuning step in tokens (HF floor_scale), > 0
+  uint32_t attention_chunk_size;  // for kChunked layers, a multiple of 16; 0: no chunking
+  uint32_t rope_scaling;          // RopeScaling
+  float rope_factor;              // llama3: factor, > 0
+  float rope_low_freq_factor;     // llama3: low_freq_factor, > 0
+  float rope_high_freq_factor;    // llama3: high_freq_factor, > low_freq_factor
+  uint32_t rope_original_n_ctx;   // llama3: original_max_position_embeddings, > 0
+  int32_t extra_eos_ids[3];       // more end-of-sequence ids, -1 for none; in the vocabulary
+  uint32_t reserved[3];           // zero
 };
 static_assert(sizeof(ConfigRecord) == 128);
 

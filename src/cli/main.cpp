@@ -108,6 +108,41 @@ struct InfoArgs {
   bool verify = false;
 };
 
+// Layers as ranges: "0-3, 7".
+std::string LayerList(const ModelConfig& c, bool (ModelConfig::*has)(int) const) {
+  std::string out;
+  for (int l = 0; l < c.n_layers(); ++l) {
+    if (!(c.*has)(l) || (l > 0 && (c.*has)(l - 1))) continue;
+    int end = l;
+    while (end + 1 < c.n_layers() && (c.*has)(end + 1)) ++end;
+    out +=
+        (out.empty() ? "" : ", ") + std::to_string(l) + (end > l ? "-" + std::to_string(end) : "");
+  }
+  return out.empty() ? "none" : out;
+}
+
+void PrintArchitecture(const ModelConfig& c) {
+  if (c.arch == format::Arch::kMobileLlm) {
+    std::printf("arch:        mobilellm (HF Llama), RoPE on every layer, full causal attention\n");
+    return;
+  }
+  std::printf("arch:        llama4_text (HF Llama4ForCausalLM, dense), QK-norm %s\n",
+              c.qk_norm ? "on (RoPE layers)" : "off");
+  if (c.rope_scaling == format::RopeScaling::kLlama3)
+    std::printf(
+        "             rope scaling llama3: factor %g, low/high freq factor %g/%g, original "
+        "context %d\n",
+        c.rope_factor, c.rope_low_freq_factor, c.rope_high_freq_factor, c.rope_original_n_ctx);
+  std::printf("             NoPE layers: %s", LayerList(c, &ModelConfig::NoPe).c_str());
+  if (c.attn_temperature_tuning)
+    std::printf(" (temperature tuning: attn_scale %g, floor_scale %g)", c.attn_scale,
+                c.floor_scale);
+  std::printf("\n             chunked-attention layers: %s",
+              LayerList(c, &ModelConfig::Chunked).c_str());
+  if (c.attention_chunk_size > 0) std::printf(" (chunks of %d)", c.attention_chunk_size);
+  std::printf("\n");
+}
+
 int RunInfo(const InfoArgs& a) {
   ExitCleanlyIfChanged(a.file);
   auto file = ModelFile::Open(a.file);
@@ -121,6 +156,9 @@ int RunInfo(const InfoArgs& a) {
     d.first++, d.second += e->nbytes;
   }
   const auto* tok = f.Find(format::kTokenizerTensor);
+  const auto tokenizer = Tokenizer::Parse(f.Bytes(*tok));
+  if (!tokenizer.ok())
+    return Fail(a.file + ": tensor 'tokenizer': " + tokenizer.status().message());
   // Checksums first: stdout gets the whole description or, on a mismatch, nothing.
   double verify_ms = 0;
   if (a.verify) {
@@ -137,17 +175,21 @@ int RunInfo(const InfoArgs& a) {
       "x %d,\n",
       c.vocab_size, c.dim, c.ffn_dim, c.n_blocks, c.n_repeat, c.n_layers(), c.n_heads, c.n_kv_heads,
       c.head_dim);
-  std::printf("             context %d, rope theta %g (%s), norm eps %g, bos %d, eos %d, head %s\n",
+  std::string eos = std::to_string(c.eos_id);
+  for (int id : c.extra_eos_ids) eos += ", " + std::to_string(id);
+  std::printf("             context %d, rope theta %g (%s), norm eps %g, bos %d, eos %s, head %s\n",
               c.n_ctx, c.rope_theta,
               c.rope_style == format::RopeStyle::kHalf ? "rotate_half" : "interleaved", c.norm_eps,
-              c.bos_id, c.eos_id, c.tied_head ? "tied to token_embd" : "separate output");
+              c.bos_id, eos.c_str(), c.tied_head ? "tied to token_embd" : "separate output");
+  PrintArchitecture(c);
   std::printf("parameters:  %.2fM stored, %.2fM effective (%lld / %lld)\n", c.StoredParams() / 1e6,
               c.EffectiveParams() / 1e6, (long long)c.StoredParams(),
               (long long)c.EffectiveParams());
   std::printf("tensors:     %zu", f.entries().size());
   for (const auto& [name, d] : by_dtype)
     std::printf(", %s: %d (%.2f MiB)", name.c_str(), d.first, d.second / 1048576.0);
-  std::printf("\ntokenizer:   sentencepiece, %llu bytes\n", (unsigned long long)tok->nbytes);
+  std::printf("\ntokenizer:   sentencepiece, %d pieces, %llu bytes\n", tokenizer->size(),
+              (unsigned long long)tok->nbytes);
   if (a.verify)
     std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(), verify_ms);
   return 0;

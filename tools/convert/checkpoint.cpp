@@ -226,6 +226,47 @@ Status LoadWeightFile(Checkpoint& ckpt, const std::string& path) {
   return {};
 }
 
+Status LoadWeights(Checkpoint& ckpt, const std::string& dir) {
+  // Safetensors first, then torch zips; single files or shard indexes.
+  std::vector<std::string> files;
+  for (const char* stem : {"model.safetensors", "pytorch_model.bin"}) {
+    if (Exists(dir + "/" + stem)) {
+      files.push_back(dir + "/" + stem);
+      break;
+    }
+    const std::string index = dir + "/" + stem + ".index.json";
+    if (Exists(index)) {
+      std::string text;
+      MOBILELLM_RETURN_IF_ERROR(ReadFile(index, &text, kMaxJsonBytes));
+      const json ij = json::parse(text, nullptr, false);
+      const auto map = ij.is_object() ? ij.find("weight_map") : ij.end();
+      if (!ij.is_object() || map == ij.end() || !map->is_object())
+        return Status::Error(index + ": no \"weight_map\" object");
+      std::set<std::string> shards;
+      for (const auto& [name, file] : map->items()) {
+        if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos ||
+            file.get<std::string>().empty() || file.get<std::string>()[0] == '.')
+          return Status::Error(index + ": bad shard file name for '" + Printable(name) + "'");
+        shards.insert(file.get<std::string>());
+      }
+      for (const auto& s : shards) files.push_back(dir + "/" + s);
+      break;
+    }
+  }
+  if (files.empty())
+    return Status::Error(dir +
+                         ": no weights: expected model.safetensors or pytorch_model.bin (or a "
+                         "sharded *.index.json set)");
+  for (const auto& f : files) MOBILELLM_RETURN_IF_ERROR(LoadWeightFile(ckpt, f));
+  return {};
+}
+
+Status ReadTokenizer(Checkpoint& ckpt, const std::string& dir) {
+  const std::string tok_path = dir + "/tokenizer.model";
+  MOBILELLM_RETURN_IF_ERROR(ReadFile(tok_path, &ckpt.tokenizer));
+  return {};
+}
+
 Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   auto ckpt = std::make_unique<Checkpoint>();
   const std::string config_path = dir + "/config.json";
@@ -243,6 +284,14 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   }
   auto type = JsonField<std::string>(j, "model_type", config_path, std::string());
   if (!type.ok()) return type.status();
+  if (IsLlama4(arch, *type)) {
+    MOBILELLM_RETURN_IF_ERROR(ReadLlama4Config(j, config_path, &ckpt->config));
+    MOBILELLM_RETURN_IF_ERROR(LoadWeights(*ckpt, dir));
+    // Tied: HF points lm_head at the embedding, whatever lm_head.weight the files may hold.
+    if (ckpt->config.tied_head) ckpt->tensors.erase("lm_head.weight");
+    MOBILELLM_RETURN_IF_ERROR(ReadTokenizer(*ckpt, dir));
+    return ckpt;
+  }
   static const std::set<std::string> kArchs = {"MobileLLMForCausalLM", "LlamaForCausalLM"};
   static const std::set<std::string> kTypes = {"mobilellm", "llama"};
   if (!(arch.empty() ? kTypes.count(*type) : kArchs.count(arch)))
@@ -305,36 +354,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   c.n_repeat = *layer_sharing ? 2 : 1;
   const bool share = *share_embedding || *tie;
 
-  // Weights: safetensors first, then torch zips; single files or shard indexes.
-  std::vector<std::string> files;
-  for (const char* stem : {"model.safetensors", "pytorch_model.bin"}) {
-    if (Exists(dir + "/" + stem)) {
-      files.push_back(dir + "/" + stem);
-      break;
-    }
-    const std::string index = dir + "/" + stem + ".index.json";
-    if (Exists(index)) {
-      MOBILELLM_RETURN_IF_ERROR(ReadFile(index, &text, kMaxJsonBytes));
-      const json ij = json::parse(text, nullptr, false);
-      const auto map = ij.is_object() ? ij.find("weight_map") : ij.end();
-      if (!ij.is_object() || map == ij.end() || !map->is_object())
-        return Status::Error(index + ": no \"weight_map\" object");
-      std::set<std::string> shards;
-      for (const auto& [name, file] : map->items()) {
-        if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos ||
-            file.get<std::string>().empty() || file.get<std::string>()[0] == '.')
-          return Status::Error(index + ": bad shard file name for '" + Printable(name) + "'");
-        shards.insert(file.get<std::string>());
-      }
-      for (const auto& s : shards) files.push_back(dir + "/" + s);
-      break;
-    }
-  }
-  if (files.empty())
-    return Status::Error(dir +
-                         ": no weights: expected model.safetensors or pytorch_model.bin (or a "
-                         "sharded *.index.json set)");
-  for (const auto& f : files) MOBILELLM_RETURN_IF_ERROR(LoadWeightFile(*ckpt, f));
+  MOBILELLM_RETURN_IF_ERROR(LoadWeights(*ckpt, dir));
 
   c.tied_head = !ckpt->tensors.count("lm_head.weight");
   if (c.tied_head && !share)
@@ -342,13 +362,12 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
                          ": no lm_head.weight, and config.json ties no embeddings (share_embedding "
                          "/ tie_word_embeddings)");
 
-  const std::string tok_path = dir + "/tokenizer.model";
-  MOBILELLM_RETURN_IF_ERROR(ReadFile(tok_path, &ckpt->tokenizer));
+  MOBILELLM_RETURN_IF_ERROR(ReadTokenizer(*ckpt, dir));
   return ckpt;
 }
 
 // Our tensor names -> HF state-dict names.
-std::string HfTensorName(const std::string& name) {
+std::string HfTensorName(const std::string& name, format::Arch arch) {
   if (name == "token_embd") return "model.embed_tokens.weight";
   if (name == "output_norm") return "model.norm.weight";
   if (name == "output") return "lm_head.weight";
@@ -361,8 +380,13 @@ std::string HfTensorName(const std::string& name) {
       {"attn_o", "self_attn.o_proj.weight"},   {"ffn_norm", "post_attention_layernorm.weight"},
       {"ffn_gate", "mlp.gate_proj.weight"},    {"ffn_up", "mlp.up_proj.weight"},
       {"ffn_down", "mlp.down_proj.weight"}};
-  for (const auto& [ours, hf] : kMap)
-    if (leaf == ours) return block + hf;
+  for (const auto& [ours, hf] : kMap) {
+    if (leaf != ours) continue;
+    // Llama4TextDecoderLayer names its dense MLP feed_forward.
+    if (arch == format::Arch::kLlama4Text && std::strncmp(hf, "mlp.", 4) == 0)
+      return block + "feed_forward." + (hf + 4);
+    return block + hf;
+  }
   return name;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "mapped_file.h"
 #include "mobilellm/config.h"
 #include "mobilellm/tensor.h"
@@ -43,6 +45,18 @@ class Checkpoint {
 
 // Reads one weight file (safetensors or torch zip) into ckpt.tensors.
 Status LoadWeightFile(Checkpoint& ckpt, const std::string& path);
+// Reads every weight file of the directory: model.safetensors or pytorch_model.bin, or the shards
+// their *.index.json lists.
+Status LoadWeights(Checkpoint& ckpt, const std::string& dir);
+// Reads the directory's tokenizer into ckpt.tokenizer.
+Status ReadTokenizer(Checkpoint& ckpt, const std::string& dir);
+
+// HF Llama4ForCausalLM / llama4_text (MobileLLM-R1), by config.json's architecture or model_type.
+bool IsLlama4(const std::string& architecture, const std::string& model_type);
+// Reads a llama4_text config.json (llama4.cpp) as HF's Llama4TextConfig does, its defaults
+// included, and refuses what the engine does not run (MoE layers, vision, attention biases, RoPE
+// scaling other than llama3), naming it. `where` is the file, for messages.
+Status ReadLlama4Config(const nlohmann::json& j, const std::string& where, ModelConfig* config);
 
 // Parses safetensors bytes; exposed for tests and fuzzing.
 Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data, size_t size,
@@ -53,7 +67,7 @@ Result<std::map<std::string, SourceTensor>> ParseTorchZip(const uint8_t* data, s
 
 // Our tensor name ("blk.3.ffn_up") -> its HuggingFace state-dict name
 // ("model.layers.3.mlp.up_proj.weight").
-std::string HfTensorName(const std::string& name);
+std::string HfTensorName(const std::string& name, format::Arch arch = format::Arch::kMobileLlm);
 // HF tensors a checkpoint may carry that the engine recomputes (RoPE inv_freq buffers).
 bool IsIgnorableHfTensor(const std::string& hf_name);
 

@@ -219,7 +219,7 @@ int Run(const Args& a) {
   ModelWriter w(c, producer);
   std::set<std::string> used;
   for (const TensorSpec& spec : ExpectedTensors(c)) {
-    const std::string hf = convert::HfTensorName(spec.name);
+    const std::string hf = convert::HfTensorName(spec.name, c.arch);
     auto it = ckpt.tensors.find(hf);
     if (it == ckpt.tensors.end()) return Fail(a.input + ": missing tensor '" + hf + "'");
     const SourceTensor& src = it->second;
