@@ -92,9 +92,10 @@ struct DecodeProfile {
     uint64_t weight_bytes = 0;  // per pass
     uint64_t cache_bytes = 0;   // attention: KV-cache bytes read, summed over the passes
   };
-  // In the order a pass runs them, back to back, so they add up to the pass: attn_norm (with the
-  // embedding row; residual add, RMSNorm, int8 blocks), qkv, rope_kv (RoPE and the cache write),
-  // attention, attn_out, ffn_norm, gate_up (with SiLU-gate), down, head (final norm and logits).
+  // In the order a pass runs them: attn_norm (RMSNorm and its int8 blocks), qkv, rope_kv (RoPE
+  // and the cache write), attention, attn_out, ffn_norm, gate_up (with SiLU-gate), down, head
+  // (final norm and logits). Only the embedding row and the residual adds, a few microseconds a
+  // pass, fall between them.
   std::vector<Phase> phases;
   int64_t passes = 0;
 };

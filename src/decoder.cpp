@@ -1,0 +1,199 @@
+// Decoder: the forward pass (decoder.h).
+//
+// Forward reads like the PyTorch module in tools/mobilellm_torch.py: x += Attention(norm(x)),
+// x += Ffn(norm(x)) for every logical layer, then the final norm and the logits. Each step below
+// is one matmul region or one per-token pass (Scheduler), timed as one DecodeProfile phase.
+#include "decoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mobilellm {
+
+// The residual stream x [n, dim] of one pass; x += y adds a sublayer's output y [n, dim].
+class Decoder::Residual {
+ public:
+  Residual(Decoder& d, int n) : d_(d), n_(n) {}
+  Residual& operator+=(const float* y) {
+    const int dim = d_.c_.dim;
+    d_.sched_.PerToken(n_, [&](int t) { d_.k_.add(row(t), y + size_t(t) * dim, dim); });
+    return *this;
+  }
+  float* row(int t) const { return &d_.x_[size_t(t) * d_.c_.dim]; }
+  int n() const { return n_; }
+
+ private:
+  Decoder& d_;
+  int n_;
+};
+
+void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
+  const ModelConfig& c = c_;
+  timing_ = !profile_.phases.empty() && n == 1 ? &profile_ : nullptr;  // decode steps only
+  Residual x(*this, n);
+  Embed(ids, n);  // x = token_embd[ids]
+  // Weights are shared across repeats: stored block b runs n_repeat times in a row with the same
+  // tensors, never copied. The KV cache is per logical layer l, since each repeat sees different
+  // inputs and so caches different keys and values.
+  for (int b = 0; b < c.n_blocks; ++b) {
+    const Block& blk = w_.blocks[b];
+    for (int r = 0; r < c.n_repeat; ++r) {
+      const int l = b * c.n_repeat + r;
+      x += Attention(blk, kv.Layer(l), RmsNorm(x, blk.attn_norm, kAttnNorm), n, pos0);
+      x += Ffn(blk, RmsNorm(x, blk.ffn_norm, kFfnNorm), n);
+    }
+  }
+  Logits(x);  // logits = output(norm(x))
+  if (timing_) ++profile_.passes;
+}
+
+// o(attention(rope(q(h)), rope(k(h)), v(h))), causal, grouped-query; this pass's keys and values
+// join the cache first.
+const float* Decoder::Attention(const Block& blk, KvCache::LayerView kv, const float* h, int n,
+                                int pos0) {
+  const ModelConfig& c = c_;
+  Matmuls(kQkv, n,
+          {{h, &blk.attn_q, q_.data(), c.q_dim()},
+           {h, &blk.attn_k, kb_.data(), c.kv_dim()},
+           {h, &blk.attn_v, vb_.data(), c.kv_dim()}},
+          /*int8_ready=*/true);
+  RopeAndCache(kv, n, pos0);
+  Attend(kv, n, pos0);
+  return Matmuls(kAttnOut, n, {{att_.data(), &blk.attn_o, xb2_.data(), c.dim}}, false);
+}
+
+// SwiGLU: down(silu(gate(h)) * up(h)), the product made in the gate/up region.
+const float* Decoder::Ffn(const Block& blk, const float* h, int n) {
+  const ModelConfig& c = c_;
+  Matmuls(kGateUp, n,
+          {{h, &blk.ffn_gate, hb_.data(), c.ffn_dim}, {h, &blk.ffn_up, hb2_.data(), c.ffn_dim}},
+          /*int8_ready=*/true, /*silu_gate=*/true);
+  return Matmuls(kDown, n, {{hb_.data(), &blk.ffn_down, xb2_.data(), c.dim}}, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps.
+
+void Decoder::Embed(const int* ids, int n) {
+  const Tensor& e = w_.token_embd;
+  const WeightView embd{e.data, e.dtype, c_.vocab_size, c_.dim, e.layout};
+  for (int t = 0; t < n; ++t)
+    k_.row_to_f32[WeightTypeIndex(e.dtype)](embd, ids[t], &x_[size_t(t) * c_.dim]);
+}
+
+const float* Decoder::RmsNorm(const Residual& x, const Tensor& weight, Phase phase) {
+  const PhaseTimer timer(timing_, phase);
+  const int dim = c_.dim;
+  sched_.PerToken(x.n(), [&](int t) {
+    float* h = &xb_[size_t(t) * dim];
+    k_.rmsnorm(x.row(t), weight.f32(), dim, c_.norm_eps, h);
+    if (int8_inputs_) int8_.Quantize(k_, h, t, dim);
+  });
+  return xb_.data();
+}
+
+// q and k rotated by their positions (RoPE), then each KV head's key and value into the cache.
+void Decoder::RopeAndCache(KvCache::LayerView kv, int n, int pos0) {
+  const PhaseTimer timer(timing_, kRopeKv);
+  const ModelConfig& c = c_;
+  const int half = c.head_dim / 2;
+  sched_.PerToken(n, [&](int t) {
+    const float* cos = &rope_cos_[size_t(pos0 + t) * half];
+    const float* sin = &rope_sin_[size_t(pos0 + t) * half];
+    float* key = &kb_[size_t(t) * c.kv_dim()];
+    const float* value = &vb_[size_t(t) * c.kv_dim()];
+    k_.rope(&q_[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+    k_.rope(key, c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+    for (int h = 0; h < c.n_kv_heads; ++h)
+      kv.Store(k_, h, pos0 + t, key + h * c.head_dim, value + h * c.head_dim);
+  });
+}
+
+// att = softmax(q K^T / sqrt(head_dim)) V over the cached positions up to each token's own.
+// Query head h reads KV head h / (n_heads / n_kv_heads).
+void Decoder::Attend(KvCache::LayerView kv, int n, int pos0) {
+  const PhaseTimer timer(timing_, kAttention);
+  const ModelConfig& c = c_;
+  const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const AttendFn attend = k_.attend[opt_.kv_type == DType::kF16];
+  sched_.Attention(n, c.n_kv_heads, pos0, att_.data(),
+                   [&](int t, int kvh, int p0, int p1, int thread, float* out, float* lse) {
+                     attend(&q_[size_t(t) * c.q_dim() + kvh * group * hd], group, kv.Keys(kvh, p0),
+                            kv.Values(kvh, p0), p1 - p0, hd, hd, scale,
+                            &scores_[size_t(thread) * group * opt_.n_ctx], out, lse);
+                   });
+  if (timing_)
+    profile_.phases[kAttention].cache_bytes +=
+        uint64_t(pos0 + 1) * 2 * c.kv_dim() * (opt_.kv_type == DType::kF16 ? 2 : 4);
+}
+
+// Final norm and logits: every token's with logits_all, else only the last one's.
+void Decoder::Logits(const Residual& x) {
+  const PhaseTimer timer(timing_, kHead);
+  const int dim = c_.dim, first = opt_.logits_all ? 0 : x.n() - 1;
+  for (int t = first; t < x.n(); ++t)
+    k_.rmsnorm(x.row(t), w_.output_norm.f32(), dim, c_.norm_eps, &xb_[size_t(t - first) * dim]);
+  sched_.Matmuls(x.n() - first, {{xb_.data(), &w_.output, logits_.data(), c_.vocab_size}}, int8_);
+}
+
+float* Decoder::Matmuls(Phase phase, int n, std::initializer_list<MatmulJob> jobs, bool int8_ready,
+                        bool silu_gate) {
+  const PhaseTimer timer(timing_, phase);
+  sched_.Matmuls(n, jobs, int8_, int8_ready && int8_inputs_, silu_gate);
+  return jobs.begin()->y;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Decoder::Decoder(const Model& model, const SessionOptions& o)
+    : c_(model.config()),
+      w_(model.weights()),
+      k_(model.kernels()),
+      opt_(o),
+      sched_(model.kernels(), o.n_threads, c_.n_heads / c_.n_kv_heads, c_.head_dim) {
+  const ModelConfig& c = c_;
+  int8_inputs_ = false;
+  for (const Block& blk : w_.blocks)
+    for (const Tensor* t : {&blk.attn_q, &blk.attn_k, &blk.attn_v, &blk.ffn_gate, &blk.ffn_up})
+      int8_inputs_ |= format::IsQuantized(uint32_t(t->dtype));
+
+  const int half = c.head_dim / 2;
+  rope_cos_.resize(size_t(o.n_ctx) * half);
+  rope_sin_.resize(size_t(o.n_ctx) * half);
+  for (int p = 0; p < o.n_ctx; ++p) {
+    for (int i = 0; i < half; ++i) {
+      // As HF computes it, in f32: inv_freq = 1 / theta^(2i / head_dim); angle = pos * inv_freq.
+      const float inv_freq = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.head_dim));
+      const float angle = float(p) * inv_freq;
+      rope_cos_[size_t(p) * half + i] = std::cos(angle);
+      rope_sin_[size_t(p) * half + i] = std::sin(angle);
+    }
+  }
+  const size_t b = size_t(o.n_batch);
+  x_.resize(b * c.dim), xb_.resize(b * c.dim), xb2_.resize(b * c.dim);
+  q_.resize(b * c.q_dim()), att_.resize(b * c.q_dim());
+  kb_.resize(b * c.kv_dim()), vb_.resize(b * c.kv_dim());
+  hb_.resize(b * c.ffn_dim), hb2_.resize(b * c.ffn_dim);
+  scores_.resize(size_t(o.n_threads) * (c.n_heads / c.n_kv_heads) * o.n_ctx);
+  const size_t widest = size_t(std::max({c.dim, c.q_dim(), c.ffn_dim}));
+  xq_.resize(b * widest);
+  xd_.resize(b * widest / format::kBlock + 1);
+  int8_ = {xq_.data(), xd_.data()};
+  logits_.resize((o.logits_all ? b : 1) * size_t(c.vocab_size));
+
+  if (o.profile) {  // the weight bytes each phase's matmuls read in one pass
+    for (const char* name : kPhaseNames) profile_.phases.push_back({name});
+    std::vector<DecodeProfile::Phase>& ph = profile_.phases;
+    for (const Block& blk : w_.blocks) {
+      ph[kQkv].weight_bytes +=
+          c.n_repeat * (blk.attn_q.nbytes() + blk.attn_k.nbytes() + blk.attn_v.nbytes());
+      ph[kAttnOut].weight_bytes += c.n_repeat * blk.attn_o.nbytes();
+      ph[kGateUp].weight_bytes += c.n_repeat * (blk.ffn_gate.nbytes() + blk.ffn_up.nbytes());
+      ph[kDown].weight_bytes += c.n_repeat * blk.ffn_down.nbytes();
+    }
+    ph[kHead].weight_bytes = w_.output.nbytes();
+  }
+}
+
+}  // namespace mobilellm
