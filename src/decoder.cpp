@@ -39,7 +39,7 @@ void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
     const Block& blk = w_.blocks[b];
     for (int r = 0; r < c.n_repeat; ++r) {
       const int l = b * c.n_repeat + r;
-      x += Attention(blk, kv.Layer(l), RmsNorm(x, blk.attn_norm, kAttnNorm), n, pos0);
+      x += Attention(blk, l, kv.Layer(l), RmsNorm(x, blk.attn_norm, kAttnNorm), n, pos0);
       x += Ffn(blk, RmsNorm(x, blk.ffn_norm, kFfnNorm), n);
     }
   }
@@ -48,17 +48,19 @@ void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
 }
 
 // o(attention(rope(q(h)), rope(k(h)), v(h))), causal, grouped-query; this pass's keys and values
-// join the cache first.
-const float* Decoder::Attention(const Block& blk, KvCache::LayerView kv, const float* h, int n,
-                                int pos0) {
+// join the cache first. On llama4_text (MobileLLM-R1) the layer's kind decides: RoPE then QK-norm,
+// or no position at all (NoPE) with temperature-tuned queries; chunked layers attend within their
+// chunk only.
+const float* Decoder::Attention(const Block& blk, int layer, KvCache::LayerView kv, const float* h,
+                                int n, int pos0) {
   const ModelConfig& c = c_;
   Matmuls(kQkv, n,
           {{h, &blk.attn_q, q_.data(), c.q_dim()},
            {h, &blk.attn_k, kb_.data(), c.kv_dim()},
            {h, &blk.attn_v, vb_.data(), c.kv_dim()}},
           /*int8_ready=*/true);
-  RopeAndCache(kv, n, pos0);
-  Attend(kv, n, pos0);
+  PositionAndCache(layer, kv, n, pos0);
+  Attend(layer, kv, n, pos0);
   return Matmuls(kAttnOut, n, {{att_.data(), &blk.attn_o, xb2_.data(), c.dim}}, false);
 }
 
@@ -92,32 +94,61 @@ const float* Decoder::RmsNorm(const Residual& x, const Tensor& weight, Phase pha
   return xb_.data();
 }
 
-// q and k rotated by their positions (RoPE), then each KV head's key and value into the cache.
-void Decoder::RopeAndCache(KvCache::LayerView kv, int n, int pos0) {
+// Per token: q and k positioned as the layer's kind says, then each KV head's key and value into
+// the cache. ref: HF Llama4TextAttention.forward (RoPE, then QK-norm; NoPE: temperature tuning).
+void Decoder::PositionAndCache(int layer, KvCache::LayerView kv, int n, int pos0) {
   const PhaseTimer timer(timing_, kRopeKv);
   const ModelConfig& c = c_;
-  const int half = c.head_dim / 2;
+  const bool nope = c.NoPe(layer);
   sched_.PerToken(n, [&](int t) {
-    const float* cos = &rope_cos_[size_t(pos0 + t) * half];
-    const float* sin = &rope_sin_[size_t(pos0 + t) * half];
+    const int pos = pos0 + t;
+    float* q = &q_[size_t(t) * c.q_dim()];
     float* key = &kb_[size_t(t) * c.kv_dim()];
     const float* value = &vb_[size_t(t) * c.kv_dim()];
-    k_.rope(&q_[size_t(t) * c.q_dim()], c.n_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
-    k_.rope(key, c.n_kv_heads, c.head_dim, cos, sin, uint32_t(c.rope_style));
+    if (!nope) {
+      ApplyRope(q, key, pos);
+      if (c.qk_norm) QkNorm(q, key);
+    } else if (c.attn_temperature_tuning) {
+      ScaleNoPeQueries(q, pos);
+    }
     for (int h = 0; h < c.n_kv_heads; ++h)
-      kv.Store(k_, h, pos0 + t, key + h * c.head_dim, value + h * c.head_dim);
+      kv.Store(k_, h, pos, key + h * c.head_dim, value + h * c.head_dim);
   });
 }
 
-// att = softmax(q K^T / sqrt(head_dim)) V over the cached positions up to each token's own.
-// Query head h reads KV head h / (n_heads / n_kv_heads).
-void Decoder::Attend(KvCache::LayerView kv, int n, int pos0) {
+void Decoder::ApplyRope(float* q, float* k, int pos) const {
+  const int half = c_.head_dim / 2;
+  const float* cos = &rope_cos_[size_t(pos) * half];
+  const float* sin = &rope_sin_[size_t(pos) * half];
+  k_.rope(q, c_.n_heads, c_.head_dim, cos, sin, uint32_t(c_.rope_style));
+  k_.rope(k, c_.n_kv_heads, c_.head_dim, cos, sin, uint32_t(c_.rope_style));
+}
+
+// HF Llama4TextL2Norm: x * rsqrt(mean(x^2) + rms_norm_eps) per head, no weight (ones_).
+void Decoder::QkNorm(float* q, float* k) const {
+  const int hd = c_.head_dim;
+  for (int h = 0; h < c_.n_heads; ++h)
+    k_.rmsnorm(q + h * hd, ones_.data(), hd, c_.norm_eps, q + h * hd);
+  for (int h = 0; h < c_.n_kv_heads; ++h)
+    k_.rmsnorm(k + h * hd, ones_.data(), hd, c_.norm_eps, k + h * hd);
+}
+
+void Decoder::ScaleNoPeQueries(float* q, int pos) const {
+  const float scale = c_.TemperatureScale(pos);
+  for (int i = 0; i < c_.q_dim(); ++i) q[i] *= scale;
+}
+
+// att = softmax(q K^T / sqrt(head_dim)) V over the cached positions up to each token's own, from
+// the start of its chunk on a chunked layer (c.FirstKey). Query head h reads KV head
+// h / (n_heads / n_kv_heads).
+void Decoder::Attend(int layer, KvCache::LayerView kv, int n, int pos0) {
   const PhaseTimer timer(timing_, kAttention);
   const ModelConfig& c = c_;
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
   const AttendFn attend = k_.attend[opt_.kv_type == DType::kF16];
-  sched_.Attention(n, c.n_kv_heads, pos0, att_.data(),
+  const auto first_key = [&](int t) { return c.FirstKey(layer, pos0 + t); };
+  sched_.Attention(n, c.n_kv_heads, pos0, first_key, att_.data(),
                    [&](int t, int kvh, int p0, int p1, int thread, float* out, float* lse) {
                      attend(&q_[size_t(t) * c.q_dim() + kvh * group * hd], group, kv.Keys(kvh, p0),
                             kv.Values(kvh, p0), p1 - p0, hd, hd, scale,
@@ -125,7 +156,7 @@ void Decoder::Attend(KvCache::LayerView kv, int n, int pos0) {
                    });
   if (timing_)
     profile_.phases[kAttention].cache_bytes +=
-        uint64_t(pos0 + 1) * 2 * c.kv_dim() * (opt_.kv_type == DType::kF16 ? 2 : 4);
+        uint64_t(pos0 + 1 - first_key(0)) * 2 * c.kv_dim() * (opt_.kv_type == DType::kF16 ? 2 : 4);
 }
 
 // Final norm and logits: every token's with logits_all, else only the last one's.
@@ -161,11 +192,12 @@ Decoder::Decoder(const Model& model, const SessionOptions& o)
   const int half = c.head_dim / 2;
   rope_cos_.resize(size_t(o.n_ctx) * half);
   rope_sin_.resize(size_t(o.n_ctx) * half);
+  ones_.assign(size_t(c.head_dim), 1.0f);
+  // As HF computes it, in f32: inv_freq (llama3-scaled where configured); angle = pos * inv_freq.
+  const std::vector<float> inv_freq = c.RopeInvFreq();
   for (int p = 0; p < o.n_ctx; ++p) {
     for (int i = 0; i < half; ++i) {
-      // As HF computes it, in f32: inv_freq = 1 / theta^(2i / head_dim); angle = pos * inv_freq.
-      const float inv_freq = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.head_dim));
-      const float angle = float(p) * inv_freq;
+      const float angle = float(p) * inv_freq[size_t(i)];
       rope_cos_[size_t(p) * half + i] = std::cos(angle);
       rope_sin_[size_t(p) * half + i] = std::sin(angle);
     }

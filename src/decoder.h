@@ -40,13 +40,18 @@ class Decoder {
   // xb = rmsnorm(x) * weight: the input of a sublayer's matmuls, with its int8 blocks when they
   // read some (int8_inputs_), made while each row is in L1.
   const float* RmsNorm(const Residual& x, const Tensor& weight, Phase phase);
-  const float* Attention(const Block& blk, KvCache::LayerView kv, const float* h, int n, int pos0);
+  const float* Attention(const Block& blk, int layer, KvCache::LayerView kv, const float* h, int n,
+                         int pos0);
   const float* Ffn(const Block& blk, const float* h, int n);
   void Logits(const Residual& x);
 
-  // Attention's steps.
-  void RopeAndCache(KvCache::LayerView kv, int n, int pos0);
-  void Attend(KvCache::LayerView kv, int n, int pos0);
+  // Attention's steps. PositionAndCache runs, per token, what the layer's kind asks for (RoPE
+  // and QK-norm, or NoPE temperature tuning), then caches the key and value.
+  void PositionAndCache(int layer, KvCache::LayerView kv, int n, int pos0);
+  void ApplyRope(float* q, float* k, int pos) const;  // one token's q and k heads
+  void QkNorm(float* q, float* k) const;              // weightless RMS norm of every head
+  void ScaleNoPeQueries(float* q, int pos) const;     // q *= c.TemperatureScale(pos)
+  void Attend(int layer, KvCache::LayerView kv, int n, int pos0);
 
   // One matmul region (Scheduler::Matmuls) timed as `phase`; returns the first job's output.
   // int8_ready: the input is the RmsNorm output, whose int8 blocks are made.
@@ -61,6 +66,7 @@ class Decoder {
   bool int8_inputs_;  // some matmul weight of a block is quantized
 
   std::vector<float> rope_cos_, rope_sin_;  // [n_ctx, head_dim / 2]
+  std::vector<float> ones_;                 // [head_dim] 1.0: QK-norm's weight
   // Activations for up to n_batch tokens: allocated once, reused for every call.
   std::vector<float> x_;       // [n_batch, dim] residual stream
   std::vector<float> xb_;      // [n_batch, dim] normed input of a sublayer

@@ -42,10 +42,6 @@ Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   Impl& m = *model->impl_;
   m.file = std::move(file).value();
   m.kernels = &SelectKernels();
-  if (m.file->config().arch != format::Arch::kMobileLlm)
-    return Status::Error(path +
-                         ": a llama4_text (MobileLLM-R1) model: this build converts it but does "
-                         "not run it yet");
 
   const ModelFile& f = *m.file;
   auto view = [&](const std::string& name) {

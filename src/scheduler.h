@@ -84,8 +84,11 @@ class Scheduler {
   // every run is an item, and MergeAttention joins the runs' outputs. Every cached row is still
   // read once, by one thread. Runs start on key blocks and have at least kMinAttnKeys -
   // kKeyBlock keys.
-  template <typename Attend>
-  void Attention(int n_tokens, int n_kv_heads, int pos0, float* att, const Attend& attend);
+  // Token t attends to positions [first_key(t), pos0 + t]: first_key(t) is 0, or the start of
+  // its attention chunk (a multiple of kKeyBlock).
+  template <typename FirstKey, typename Attend>
+  void Attention(int n_tokens, int n_kv_heads, int pos0, const FirstKey& first_key, float* att,
+                 const Attend& attend);
 
  private:
   // No run of keys shorter than this: the merge and the extra item would cost more than the run.
@@ -100,32 +103,36 @@ class Scheduler {
   std::vector<float> lse_parts_;  // [MaxAttnParts(n_threads), group]
 };
 
-template <typename Attend>
-void Scheduler::Attention(int n_tokens, int n_kv_heads, int pos0, float* att,
-                          const Attend& attend) {
+template <typename FirstKey, typename Attend>
+void Scheduler::Attention(int n_tokens, int n_kv_heads, int pos0, const FirstKey& first_key,
+                          float* att, const Attend& attend) {
   const int group = group_, hd = head_dim_, n_threads = pool_.size();
   const int items = n_tokens * n_kv_heads;
   int parts = 1;
   if (n_threads > 1 && items < 3 * n_threads) {
-    parts = std::min((3 * n_threads + items - 1) / items, (pos0 + 1) / kMinAttnKeys);
+    int fewest_keys = pos0 + 1;  // of any token: each run must get at least kMinAttnKeys
+    for (int t = 0; t < n_tokens; ++t)
+      fewest_keys = std::min(fewest_keys, pos0 + t + 1 - first_key(t));
+    parts = std::min((3 * n_threads + items - 1) / items, fewest_keys / kMinAttnKeys);
     parts = std::max(1, std::min(parts, MaxAttnParts(n_threads) / items));
   }
   if (parts == 1) {
     pool_.ForEach(items, [&](int i, int thread) {
       const int t = i / n_kv_heads, kvh = i % n_kv_heads;
-      attend(t, kvh, 0, pos0 + t + 1, thread, &att[size_t(i) * group * hd], nullptr);
+      attend(t, kvh, first_key(t), pos0 + t + 1, thread, &att[size_t(i) * group * hd], nullptr);
     });
     return;
   }
-  // Item i = (token, KV head, part): part j of the token's n_keys keys, from the key block at or
-  // below n_keys * j / parts to the next part's start, into slot i of att_parts_ / lse_parts_.
-  const auto part_start = [&](int n_keys, int j) {
-    return j == parts ? n_keys : int(int64_t(n_keys) * j / parts) / kKeyBlock * kKeyBlock;
+  // Item i = (token, KV head, part): part j of the token's n_keys keys from k0, from the key block
+  // at or below k0 + n_keys * j / parts to the next part's start, into slot i of att_parts_ /
+  // lse_parts_.
+  const auto part_start = [&](int k0, int n_keys, int j) {
+    return k0 + (j == parts ? n_keys : int(int64_t(n_keys) * j / parts) / kKeyBlock * kKeyBlock);
   };
   pool_.ForEach(items * parts, [&](int i, int thread) {
     const int t = i / (n_kv_heads * parts), kvh = i / parts % n_kv_heads, j = i % parts;
-    const int n_keys = pos0 + t + 1;
-    attend(t, kvh, part_start(n_keys, j), part_start(n_keys, j + 1), thread,
+    const int k0 = first_key(t), n_keys = pos0 + t + 1 - k0;
+    attend(t, kvh, part_start(k0, n_keys, j), part_start(k0, n_keys, j + 1), thread,
            &att_parts_[size_t(i) * group * hd], &lse_parts_[size_t(i) * group]);
   });
   for (int i = 0; i < items; ++i)

@@ -75,9 +75,17 @@ std::vector<int> Greedy(Session& s, const std::vector<int>& prompt, size_t n) {
   return out;
 }
 
-const char* const kCases[] = {"ls-gqa3-tied-bin-f32", "gqa2-untied-st-f32",
-                              "ls-lmhead-bin-bf16",   "ls-tied-st-f16-sharded",
-                              "gqa3-bin-f16-sharded", "125m-random-f16"};
+// The r1-* cases are MobileLLM-R1 (llama4_text): QK-norm, llama3 RoPE scaling, NoPE layers with
+// temperature tuning, chunks of 16 under a 40-token prompt (tools/reference.py).
+const char* const kCases[] = {"ls-gqa3-tied-bin-f32",
+                              "gqa2-untied-st-f32",
+                              "ls-lmhead-bin-bf16",
+                              "ls-tied-st-f16-sharded",
+                              "gqa3-bin-f16-sharded",
+                              "125m-random-f16",
+                              "r1-tied-gqa3-llama3-st-f32-sharded",
+                              "r1-untied-gqa4-nope-chunked-st-bf16",
+                              "r1-mixed-chunked-st-f32"};
 
 class Parity : public ::testing::TestWithParam<const char*> {
  protected:

@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "checkpoint.h"
+#include "mobilellm/mobilellm.h"
 #include "mobilellm/model_file.h"
 #include "test_util.h"
 
@@ -234,6 +235,41 @@ TEST(R1Format, LoaderRefusesBadVersionTwoFields) {
     EXPECT_NE(f.status().message().find(c.expected), std::string::npos)
         << c.name << ": " << f.status().message();
   }
+}
+
+// Generation stops on any of the EOS ids, not only eos_id: the file's second extra EOS id is set to
+// the 6th token PyTorch generates greedily, so generation ends right before it (unless an earlier
+// token is already one of the ids).
+TEST(R1Generate, StopsAtAnyEosId) {
+  TempDir dir;
+  const std::string name = "r1-tied-gqa3-llama3-st-f32-sharded";
+  testing::ConvertCase(name, "f32", dir / "m.mlm");
+  const auto golden = testing::ReadJson(testing::FixturesDir() + "/" + name + "/golden.json");
+  const auto prompt = golden["prompt_ids"].get<std::vector<int>>();
+  const auto greedy = golden["greedy_ids"].get<std::vector<int>>();
+  std::string bytes = testing::ReadAll(dir / "m.mlm");
+  auto& config = reinterpret_cast<format::FileHeader*>(bytes.data())->config;
+  ASSERT_EQ(config.extra_eos_ids[0], 3);
+  config.extra_eos_ids[1] = greedy[5];
+  testing::WriteAll(dir / "eos.mlm", bytes);
+  size_t stop = 5;
+  for (size_t i = 0; i < 5; ++i)
+    if (greedy[i] == greedy[5] || greedy[i] == 2 || greedy[i] == 3) stop = std::min(stop, i);
+
+  auto model = Model::Load(dir / "eos.mlm");
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  EXPECT_EQ((*model)->config().extra_eos_ids, (std::vector<int>{3, greedy[5]}));
+  SessionOptions so;
+  so.kv_type = DType::kF32;
+  auto session = Session::Create(*model, so);
+  ASSERT_TRUE(session.ok());
+  GenerateOptions go;
+  go.max_tokens = 20;
+  go.sampling.temperature = 0;
+  auto r = Generate(**session, prompt, go, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->stop_reason, StopReason::kEos);
+  EXPECT_EQ(r->ids, std::vector<int>(greedy.begin(), greedy.begin() + long(stop)));
 }
 
 }  // namespace
