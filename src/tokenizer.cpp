@@ -44,7 +44,7 @@ class ProtoReader {
   }
   std::string_view Bytes() {
     const uint64_t n = Varint();
-    if (failed_ || n > uint64_t(end_ - p_)) return failed_ = true, std::string_view();
+    if (failed_ || !InRange(0, n, uint64_t(end_ - p_))) return failed_ = true, std::string_view();
     const std::string_view s(p_, size_t(n));
     p_ += n;
     return s;

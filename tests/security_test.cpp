@@ -537,6 +537,33 @@ TEST_F(Hostile, ShardSymlinkedToASystemFileIsNotQuoted) {
   }
 }
 
+// Safetensors headers (and any JSON the converter reads) are checked for depth and value count
+// before a DOM is built: 20 MB of brackets or of "{}," took ~700 MB and ~30 s.
+TEST_F(Hostile, SafetensorsHeaderAmplification) {
+  const size_t n = 20000000;
+  const std::string variants[] = {
+      std::string(n / 2, '[') + std::string(n / 2, ']'), "{\"a\":[" + [&] {
+        std::string s;
+        for (size_t i = 0; i < n / 3; ++i) s += "{},";
+        return s;
+      }() + "{}]}"};
+  for (const std::string& h : variants) {
+    const std::string ckpt = dir_ / "st";
+    ::mkdir(ckpt.c_str(), 0755);
+    WriteAll(ckpt + "/config.json", ConfigJson());
+    std::string file;
+    Put(file, h.size(), 8);
+    WriteAll(ckpt + "/model.safetensors", file + h);
+    const Child c = RunChild(Convert(ckpt + " -o " + dir_ / "o.mlm"));
+    ExpectOneErrorLine(c, "mobilellm-convert", ckpt + "/model.safetensors");
+    if (MeasureRss()) {
+      EXPECT_LT(c.max_rss_mb, 256);
+    }
+    EXPECT_LT(c.seconds, 20);
+  }
+  EXPECT_FALSE(testing::FileExists(dir_ / "o.mlm"));
+}
+
 // SentencePiece: Encode's cost must not grow with prompt length x user-defined pieces, and the
 // longest user-defined piece still wins.
 std::string Field(int number, int wire, const std::string& payload) {

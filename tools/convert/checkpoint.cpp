@@ -27,6 +27,41 @@ bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
+// The one way the converter parses JSON: `text` must be one object nested at most `max_depth`
+// deep with at most kMaxJsonValues values, checked by a linear scan before the DOM is built (a
+// DOM value costs ~50x its text: 20 MB of "{}," became 700 MB). Any other input, valid JSON or
+// not, is the error "<what>".
+constexpr size_t kMaxJsonValues = 1 << 20;
+
+Result<json> ParseJson(std::string_view text, int max_depth, const std::string& what) {
+  int depth = 0;
+  size_t values = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // skip the escaped character
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth)
+        return Status::Error(what + " (nested deeper than " + std::to_string(max_depth) + ")");
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+    if ((c == '{' || c == '[' || c == ',') && ++values > kMaxJsonValues)
+      return Status::Error(what + " (more than " + std::to_string(kMaxJsonValues) + " values)");
+  }
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Status::Error(what);
+  return j;
+}
+
 // The one way the converter reads a JSON field: `key` of object `j` (from `file`) as T (bool,
 // int64_t, double or std::string). Absent or null gives `fallback`, or an error if there is none;
 // a value of another type is one error naming the key and the file. Never throws.
@@ -80,8 +115,11 @@ Result<std::map<std::string, SourceTensor>> ParseSafetensors(const uint8_t* data
   if (!InRange(8, n, size) || n > (100u << 20))
     return fail("header length does not fit in the file (" + std::to_string(size) +
                 " bytes) or exceeds 100 MiB");
-  const json header = json::parse(data + 8, data + 8 + n, nullptr, /*allow_exceptions=*/false);
-  if (!header.is_object()) return fail("header is not a JSON object");
+  // {name: {"dtype": ..., "shape": [...], "data_offsets": [...]}, "__metadata__": {...}}
+  auto parsed = ParseJson(std::string_view(reinterpret_cast<const char*>(data + 8), n), 3,
+                          where + ": bad safetensors file: header is not a JSON object of tensors");
+  if (!parsed.ok()) return parsed.status();
+  const json& header = *parsed;
   const uint64_t data_size = size - 8 - n;
   const uint8_t* base = data + 8 + n;
   std::map<std::string, SourceTensor> out;
@@ -238,9 +276,11 @@ Status LoadWeights(Checkpoint& ckpt, const std::string& dir) {
     if (Exists(index)) {
       std::string text;
       MOBILELLM_RETURN_IF_ERROR(ReadFile(index, &text, kMaxJsonBytes));
-      const json ij = json::parse(text, nullptr, false);
-      const auto map = ij.is_object() ? ij.find("weight_map") : ij.end();
-      if (!ij.is_object() || map == ij.end() || !map->is_object())
+      auto parsed = ParseJson(text, 16, index + ": not a valid JSON object");
+      if (!parsed.ok()) return parsed.status();
+      const json& ij = *parsed;
+      const auto map = ij.find("weight_map");
+      if (map == ij.end() || !map->is_object())
         return Status::Error(index + ": no \"weight_map\" object");
       std::set<std::string> shards;
       for (const auto& [name, file] : map->items()) {
@@ -272,8 +312,9 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
   std::string text;
   MOBILELLM_RETURN_IF_ERROR(ReadFile(config_path, &text, kMaxJsonBytes));
-  const json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return Status::Error(config_path + ": not valid JSON");
+  auto parsed = ParseJson(text, 16, config_path + ": not a valid JSON object");
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
 
   // "architectures" is a list of names; the first one is the model class.
   std::string arch;

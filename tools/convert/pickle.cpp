@@ -104,7 +104,7 @@ class Unpickler {
     return Status::Error(where_ + ": bad pickle: " + what);
   }
 
-  bool Need(uint64_t n) const { return uint64_t(end_ - p_) >= n; }
+  bool Need(uint64_t n) const { return InRange(0, n, uint64_t(end_ - p_)); }
   uint64_t ReadLE(int n) {
     uint64_t v = 0;
     for (int i = 0; i < n; ++i) v |= uint64_t(p_[i]) << (8 * i);
