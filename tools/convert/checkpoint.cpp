@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "json_field.h"
 #include "mobilellm/model_file.h"
 #include "mobilellm/untrusted.h"
 #include "pickle.h"
@@ -60,40 +61,6 @@ Result<json> ParseJson(std::string_view text, int max_depth, const std::string& 
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Status::Error(what);
   return j;
-}
-
-// The one way the converter reads a JSON field: `key` of object `j` (from `file`) as T (bool,
-// int64_t, double or std::string). Absent or null gives `fallback`, or an error if there is none;
-// a value of another type is one error naming the key and the file. Never throws.
-template <class T>
-Result<T> JsonField(const json& j, const std::string& key, const std::string& file,
-                    std::optional<T> fallback = std::nullopt) {
-  const auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (fallback) return *fallback;
-    return Status::Error(file + ": missing \"" + key + "\"");
-  }
-  const json& v = *it;
-  auto wrong = [&](const char* expected) {
-    return Status::Error(file + ": \"" + key + "\" must be " + expected + ", found " +
-                         v.type_name());
-  };
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!v.is_boolean()) return wrong("true or false");
-    return v.get<bool>();
-  } else if constexpr (std::is_same_v<T, int64_t>) {
-    if (!v.is_number_integer() ||
-        (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
-      return wrong("an integer");
-    return v.get<int64_t>();
-  } else if constexpr (std::is_same_v<T, double>) {
-    if (!v.is_number()) return wrong("a number");
-    return v.get<double>();
-  } else {
-    static_assert(std::is_same_v<T, std::string>);
-    if (!v.is_string()) return wrong("a string");
-    return v.get<std::string>();
-  }
 }
 
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {

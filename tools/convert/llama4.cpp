@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "checkpoint.h"
+#include "json_field.h"
 
 namespace mobilellm::convert {
 
@@ -29,31 +30,23 @@ class Fields {
   bool Has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
   Status Error(const std::string& what) const { return Status::Error(where_ + ": " + what); }
 
+  // Typed reads through JsonField, plus the ranges these fields must lie in.
   Result<int64_t> Int(const char* key, std::optional<int64_t> fallback) const {
-    if (!Has(key)) return Fallback(key, fallback);
-    const json& v = j_[key];
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
+    auto v = JsonField<int64_t>(j_, key, where_, fallback);
+    if (v.ok() && (*v < 0 || *v > (1 << 30)))
       return Error("\"" + std::string(key) + "\" must be a non-negative integer");
-    return v.get<int64_t>();
+    return v;
   }
   Result<double> Number(const char* key, std::optional<double> fallback) const {
-    if (!Has(key)) return Fallback(key, fallback);
-    if (!j_[key].is_number() || !std::isfinite(j_[key].get<double>()))
-      return Error("\"" + std::string(key) + "\" must be a number");
-    return j_[key].get<double>();
+    auto v = JsonField<double>(j_, key, where_, fallback);
+    if (v.ok() && !std::isfinite(*v)) return Error("\"" + std::string(key) + "\" must be finite");
+    return v;
   }
   Result<bool> Bool(const char* key, bool fallback) const {
-    if (!Has(key)) return fallback;
-    if (!j_[key].is_boolean()) return Error("\"" + std::string(key) + "\" must be true or false");
-    return j_[key].get<bool>();
+    return JsonField<bool>(j_, key, where_, fallback);
   }
 
  private:
-  template <typename T>
-  Result<T> Fallback(const char* key, std::optional<T> fallback) const {
-    if (fallback) return *fallback;
-    return Error("missing \"" + std::string(key) + "\"");
-  }
   const json& j_;
   std::string where_;
 };
