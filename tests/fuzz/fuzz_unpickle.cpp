@@ -1,5 +1,10 @@
 // Fuzzes the restricted unpickler and the torch zip reader on the same bytes: any input must
 // give a state dict or one error; nothing may crash, leak, overflow the stack or run.
+//
+// Seeds: tests/fuzz/corpus/fuzz_unpickle/ (a real torch.save data.pkl, tiny torch zips and
+// safetensors files, and issue 20's crash classes: wrapping views, depth through the memo,
+// cycles, value amplification, many members); dictionary: fuzz_unpickle.dict (opcode sequences,
+// the allowed globals, zip record signatures, safetensors keys).
 #include <cstdint>
 
 #include "checkpoint.h"
