@@ -54,6 +54,10 @@ Status ModelConfig::Validate(const std::string& where) const {
   if (rope_style != format::RopeStyle::kHalf && rope_style != format::RopeStyle::kInterleaved)
     return fail("unknown rope_style " + std::to_string(uint32_t(rope_style)));
   if (!(norm_eps > 0.0f) || !std::isfinite(norm_eps)) return fail("norm_eps must be > 0");
+  if (tokenizer_kind != format::TokenizerKind::kSentencePiece &&
+      tokenizer_kind != format::TokenizerKind::kByteLevelBpe)
+    return fail("tokenizer_kind: expected 1 (sentencepiece) or 2 (byte-level BPE), found " +
+                std::to_string(uint32_t(tokenizer_kind)));
   if (bos_id < 0 || bos_id >= vocab_size || eos_id < 0 || eos_id >= vocab_size)
     return fail("bos_id " + std::to_string(bos_id) + " / eos_id " + std::to_string(eos_id) +
                 " outside the vocabulary of " + std::to_string(vocab_size));
@@ -167,7 +171,7 @@ format::ConfigRecord ModelConfig::ToRecord() const {
   r.n_repeat = n_repeat, r.n_heads = n_heads, r.n_kv_heads = n_kv_heads, r.head_dim = head_dim;
   r.n_ctx = n_ctx, r.rope_theta = rope_theta, r.rope_style = uint32_t(rope_style);
   r.norm_eps = norm_eps, r.bos_id = bos_id, r.eos_id = eos_id, r.tied_head = tied_head ? 1 : 0;
-  r.tokenizer_kind = uint32_t(format::TokenizerKind::kSentencePiece);
+  r.tokenizer_kind = uint32_t(tokenizer_kind);
   r.arch = uint32_t(arch);
   r.flags = (qk_norm ? uint32_t(format::kQkNorm) : 0u) |
             (attn_temperature_tuning ? uint32_t(format::kAttnTemperatureTuning) : 0u) |
@@ -196,6 +200,7 @@ ModelConfig ModelConfig::FromRecord(const format::ConfigRecord& r, uint32_t vers
   c.n_kv_heads = i(r.n_kv_heads), c.head_dim = i(r.head_dim), c.n_ctx = i(r.n_ctx);
   c.rope_theta = r.rope_theta, c.rope_style = format::RopeStyle(r.rope_style);
   c.norm_eps = r.norm_eps, c.bos_id = r.bos_id, c.eos_id = r.eos_id, c.tied_head = r.tied_head != 0;
+  c.tokenizer_kind = format::TokenizerKind(r.tokenizer_kind);
   if (version < 2) return c;
   c.arch = format::Arch(r.arch);
   c.qk_norm = (r.flags & format::kQkNorm) != 0;

@@ -58,8 +58,8 @@ Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
                         view(p + "ffn_gate"), view(p + "ffn_up"), view(p + "ffn_down")});
   }
 
-  const std::string_view spm = f.Bytes(*f.Find(format::kTokenizerTensor));
-  auto tokenizer = Tokenizer::Parse(spm);
+  auto tokenizer =
+      Tokenizer::Parse(f.config().tokenizer_kind, f.Bytes(*f.Find(format::kTokenizerTensor)));
   if (!tokenizer.ok())
     return Status::Error(path + ": tensor 'tokenizer': " + tokenizer.status().message());
   m.tokenizer = std::move(tokenizer).value();

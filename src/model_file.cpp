@@ -135,9 +135,6 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
     return fail("config flags " + std::to_string(h.config.flags) +
                 " has bits this build does not know (made by a newer mobilellm?)");
   const bool has_layer_kinds = h.version >= 2 && (h.config.flags & format::kLayerKinds) != 0;
-  if (h.config.tokenizer_kind != uint32_t(format::TokenizerKind::kSentencePiece))
-    return fail("tokenizer_kind: expected 1 (sentencepiece), found " +
-                std::to_string(h.config.tokenizer_kind));
 
   // The table, then each entry field before anything uses it (messages included): rank before
   // shape, shape before size, size before range.

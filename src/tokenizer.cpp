@@ -1,4 +1,5 @@
-// SentencePiece BPE, read straight from the serialized ModelProto (see tokenizer.h).
+// Tokenizer: one interface over the two kinds (tokenizer.h), and SentencePiece BPE read straight
+// from the serialized ModelProto (sentencepiece.h).
 #include "mobilellm/tokenizer.h"
 
 #include <algorithm>
@@ -6,15 +7,18 @@
 #include <cstring>
 #include <queue>
 
+#include "byte_level_bpe.h"
 #include "mobilellm/untrusted.h"
+#include "sentencepiece.h"
+#include "utf8.h"
 
 namespace mobilellm {
 
 namespace {
 
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 "▁"
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-constexpr size_t kMaxPieces = 1 << 22;                     // ModelConfig's vocab_size limit
+using utf8::kReplacement;
+constexpr size_t kMaxPieces = 1 << 22;  // ModelConfig's vocab_size limit
 
 // ---- a protobuf reader: just what ModelProto needs ----------------------------------------------
 
@@ -84,32 +88,11 @@ class ProtoReader {
   bool failed_ = false;
 };
 
-// Length of the valid UTF-8 character at the start of s, or 0 if it is not one.
-size_t Utf8CharLen(std::string_view s) {
-  const auto b = [&](size_t i) { return uint8_t(s[i]); };
-  const auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
-  if (s.empty()) return 0;
-  const uint8_t c = b(0);
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    const uint32_t cp = (c & 0x0F) << 12 | (b(1) & 0x3F) << 6 | (b(2) & 0x3F);
-    return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? 3 : 0;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    const uint32_t cp = (c & 0x07) << 18 | (b(1) & 0x3F) << 12 | (b(2) & 0x3F) << 6 | (b(3) & 0x3F);
-    return cp >= 0x10000 && cp <= 0x10FFFF ? 4 : 0;
-  }
-  return 0;
-}
-
 // Bytes as text: each byte that does not start a valid UTF-8 character becomes U+FFFD.
 std::string ValidUtf8(std::string_view bytes) {
   std::string out;
   while (!bytes.empty()) {
-    const size_t n = Utf8CharLen(bytes);
+    const size_t n = utf8::CharLen(bytes);
     if (n == 0) {
       out += kReplacement;
       bytes.remove_prefix(1);
@@ -145,8 +128,8 @@ std::string ReplaceSpaceSymbol(std::string_view piece) {
 
 }  // namespace
 
-Result<Tokenizer> Tokenizer::Parse(std::string_view proto) {
-  Tokenizer t;
+Result<SentencePiece> SentencePiece::Parse(std::string_view proto) {
+  SentencePiece t;
   std::string normalizer_name, charsmap, unk_surface;
   int model_type = 1;  // proto default: UNIGRAM
   ProtoReader r(proto);
@@ -251,7 +234,7 @@ Result<Tokenizer> Tokenizer::Parse(std::string_view proto) {
   return t;
 }
 
-size_t Tokenizer::UserDefinedPrefix(std::string_view s) const {
+size_t SentencePiece::UserDefinedPrefix(std::string_view s) const {
   size_t longest = 0;
   uint32_t node = 0;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -263,14 +246,15 @@ size_t Tokenizer::UserDefinedPrefix(std::string_view s) const {
   return longest;
 }
 
-int Tokenizer::PieceId(std::string_view piece) const {
+int SentencePiece::PieceId(std::string_view piece) const {
   const std::string key(piece);
   if (auto it = reserved_.find(key); it != reserved_.end()) return it->second;
   if (auto it = vocab_.find(key); it != vocab_.end()) return it->second;
   return -1;
 }
 
-void Tokenizer::Emit(const std::string& whole, const Splits& splits, std::vector<int>* ids) const {
+void SentencePiece::Emit(const std::string& whole, const Splits& splits,
+                         std::vector<int>* ids) const {
   // Depth-first, left part first; a stack, not recursion: a chain of unused pieces can be as long
   // as the prompt.
   std::vector<const std::string*> todo = {&whole};
@@ -295,7 +279,7 @@ void Tokenizer::Emit(const std::string& whole, const Splits& splits, std::vector
   }
 }
 
-std::vector<int> Tokenizer::Encode(std::string_view text) const {
+std::vector<int> SentencePiece::Encode(std::string_view text) const {
   // Identity normalization: invalid UTF-8 bytes become U+FFFD, spaces become "▁", a dummy "▁"
   // goes in front, and (when the model asks) runs of spaces collapse.
   std::string norm;
@@ -306,7 +290,7 @@ std::vector<int> Tokenizer::Encode(std::string_view text) const {
   if (add_dummy_prefix_) norm += space;
   bool prev_space = remove_extra_whitespaces_;
   while (!text.empty()) {
-    const size_t n = Utf8CharLen(text);
+    const size_t n = utf8::CharLen(text);
     if (n == 0) {
       norm += kReplacement;
       prev_space = false;
@@ -337,7 +321,7 @@ std::vector<int> Tokenizer::Encode(std::string_view text) const {
   for (size_t i = 0; i < norm.size();) {
     size_t n = UserDefinedPrefix(std::string_view(norm).substr(i));
     const bool frozen = n > 0;
-    if (n == 0) n = std::max<size_t>(1, Utf8CharLen(std::string_view(norm).substr(i)));
+    if (n == 0) n = std::max<size_t>(1, utf8::CharLen(std::string_view(norm).substr(i)));
     const int k = int(sym.size());
     sym.push_back({k - 1, k + 1, i, n, frozen});
     i += n;
@@ -388,7 +372,7 @@ std::vector<int> Tokenizer::Encode(std::string_view text) const {
   return ids;
 }
 
-std::string Tokenizer::PieceBytes(int id) const {
+std::string SentencePiece::PieceBytes(int id) const {
   if (id < 0 || id >= size()) return "";
   const Piece& p = pieces_[id];
   switch (p.type) {
@@ -403,7 +387,7 @@ std::string Tokenizer::PieceBytes(int id) const {
   }
 }
 
-std::string Tokenizer::Decode(const std::vector<int>& ids) const {
+std::string SentencePiece::Decode(const std::vector<int>& ids) const {
   std::string text, bytes;  // bytes: a run of byte pieces, validated as UTF-8 when it ends
   // The dummy prefix: the first piece that starts with "▁" loses it. With
   // remove_extra_whitespaces, every leading "▁" goes until some text is out.
@@ -439,6 +423,70 @@ std::string Tokenizer::Decode(const std::vector<int>& ids) const {
   }
   flush_bytes();
   return text;
+}
+
+}  // namespace mobilellm
+
+// ---- Tokenizer: the one interface -----------------------------------------------------------
+
+namespace mobilellm {
+
+Result<Tokenizer> Tokenizer::Parse(format::TokenizerKind kind, std::string_view bytes) {
+  Tokenizer t;
+  switch (kind) {
+    case format::TokenizerKind::kSentencePiece: {
+      auto spm = SentencePiece::Parse(bytes);
+      if (!spm.ok()) return spm.status();
+      t.spm_ = std::make_shared<const SentencePiece>(std::move(spm).value());
+      return t;
+    }
+    case format::TokenizerKind::kByteLevelBpe: {
+      auto bpe = ByteLevelBpe::Parse(bytes);
+      if (!bpe.ok()) return bpe.status();
+      t.bpe_ = std::make_shared<const ByteLevelBpe>(std::move(bpe).value());
+      return t;
+    }
+  }
+  return Status::Error("unknown tokenizer kind " + std::to_string(uint32_t(kind)));
+}
+
+format::TokenizerKind Tokenizer::kind() const {
+  return bpe_ ? format::TokenizerKind::kByteLevelBpe : format::TokenizerKind::kSentencePiece;
+}
+
+std::vector<int> Tokenizer::Encode(std::string_view text) const {
+  return bpe_ ? bpe_->Encode(text) : spm_->Encode(text);
+}
+
+std::string Tokenizer::Decode(const std::vector<int>& ids) const {
+  return bpe_ ? bpe_->Decode(ids) : spm_->Decode(ids);
+}
+
+std::string Tokenizer::PieceBytes(int id) const {
+  return bpe_ ? std::string(bpe_->PieceBytes(id)) : spm_->PieceBytes(id);
+}
+
+int Tokenizer::size() const {
+  return bpe_ ? bpe_->size() : spm_->size();
+}
+
+int Tokenizer::TokenId(std::string_view piece) const {
+  return bpe_ ? bpe_->TokenId(piece) : spm_->PieceId(piece);
+}
+
+std::string Tokenizer::Summary() const {
+  if (!bpe_) return "sentencepiece, " + std::to_string(size()) + " pieces";
+  int added = 0, special = 0;
+  for (int id = 0; id < size(); ++id) added += bpe_->IsAdded(id), special += bpe_->IsSpecial(id);
+  return std::string("byte-level BPE (") +
+         (bpe_->pre_tokenizer() == format::PreTokenizer::kLlama3 ? "Llama-3" : "GPT-2") +
+         " pre-tokenizer), " + std::to_string(size()) + " tokens, " + std::to_string(added) +
+         " added (" + std::to_string(special) + " special)";
+}
+
+bool Tokenizer::IsSpecial(int id) const {
+  if (bpe_) return bpe_->IsSpecial(id);
+  return id >= 0 && id < spm_->size() && spm_->IsControl(id);
 }
 
 }  // namespace mobilellm

@@ -33,6 +33,7 @@ struct ModelConfig {
   int bos_id = 1;
   int eos_id = 2;
   bool tied_head = true;
+  format::TokenizerKind tokenizer_kind = format::TokenizerKind::kSentencePiece;
 
   // MobileLLM-R1 (format version 2). Neutral values describe a v1 model.
   format::Arch arch = format::Arch::kMobileLlm;

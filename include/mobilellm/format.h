@@ -10,7 +10,8 @@
 //   header.file_size       end of file; nothing may follow
 //
 // The tokenizer is the tensor named "tokenizer" (dtype u8, rank 1): the serialized SentencePiece
-// model proto. Because the mmap base is page-aligned, file alignment is memory alignment.
+// model proto, or a byte-level BPE blob (below), as ConfigRecord::tokenizer_kind says. Because the
+// mmap base is page-aligned, file alignment is memory alignment.
 //
 // Compatibility. Readers check `version`: a file with a larger version than they know is refused
 // ("made by a newer mobilellm"). The version is bumped only for incompatible changes. Compatible
@@ -123,7 +124,67 @@ enum class RopeScaling : uint32_t {
 
 enum class TokenizerKind : uint32_t {
   kSentencePiece = 1,  // "tokenizer" tensor is a serialized sentencepiece ModelProto
+  kByteLevelBpe = 2,   // "tokenizer" tensor is a ByteLevelBpe blob (below): HF tokenizer.json BPE
 };
+
+// The byte-level BPE blob (TokenizerKind::kByteLevelBpe): what an HF tokenizer.json of model type
+// BPE with ByteLevel pre-tokenization and decoding holds (Llama-3's, GPT-2's), reduced to what
+// encoding and decoding need. Written by mobilellm-convert (tools/convert/tokenizer_json.cpp),
+// read by src/byte_level_bpe.cpp, which checks every field before use. Little-endian:
+//
+//   BpeHeader
+//   uint32_t token_end[n_tokens]    end of token i's bytes in `text`: non-decreasing, the last
+//                                   == text_bytes; token i is text[token_end[i-1], token_end[i])
+//   BpeMerge merges[n_merges]       in rank order (rank 0 merges first)
+//   BpeAddedToken added[n_added]    ids matched in the raw text before pre-tokenization
+//   uint8_t text[text_bytes]        every token's bytes, back to back; nothing follows
+//
+// A token's bytes are what it stands for: vocabulary strings are stored decoded from the
+// byte-to-unicode alphabet (so "Ġworld" is stored as " world"), added tokens as their UTF-8
+// content. Checked at load: every id below n_tokens; ids 0..n_tokens-1 all defined and non-empty;
+// each of the 256 single bytes is a vocabulary token; a merge's result is its two parts'
+// bytes joined and no pair appears twice; added tokens unique, at most kMaxAddedTokenBytes.
+inline constexpr char kBpeMagic[4] = {'B', 'B', 'P', 'E'};
+inline constexpr uint32_t kBpeVersion = 1;
+inline constexpr uint32_t kMaxAddedTokenBytes = 256;  // bounds added-token matching per position
+
+// The Split regex a tokenizer.json pre-tokenizes with, recognised by its exact pattern string.
+enum class PreTokenizer : uint32_t {
+  kLlama3 = 1,  // Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|...
+  kGpt2 = 2,    // GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+};
+
+enum BpeFlags : uint32_t {
+  kBpeIgnoreMerges = 1,  // a pre-token that is itself a vocabulary token is taken whole
+};
+
+struct BpeHeader {
+  char magic[4];           // kBpeMagic
+  uint32_t version;        // kBpeVersion; larger is refused
+  uint32_t pre_tokenizer;  // PreTokenizer
+  uint32_t flags;          // BpeFlags; unknown bits are refused
+  uint32_t n_tokens;       // ids 0..n_tokens-1, vocabulary and added tokens; <= 1 << 22
+  uint32_t n_merges;       // <= 1 << 24
+  uint32_t n_added;        // <= n_tokens
+  uint32_t text_bytes;     // <= 1 << 30
+};
+static_assert(sizeof(BpeHeader) == 32);
+
+struct BpeMerge {
+  uint32_t left, right;  // the pair's token ids
+  uint32_t result;       // the merged token's id
+};
+static_assert(sizeof(BpeMerge) == 12);
+
+enum BpeAddedFlags : uint32_t {
+  kBpeAddedSpecial = 1,  // tokenizer.json "special": a control token (chat markers, BOS/EOS)
+};
+
+struct BpeAddedToken {
+  uint32_t id;
+  uint32_t flags;  // BpeAddedFlags; unknown bits are refused
+};
+static_assert(sizeof(BpeAddedToken) == 8);
 
 // The model's hyper-parameters. All fields checked by ModelConfig::Validate (config.h).
 struct ConfigRecord {

@@ -49,12 +49,13 @@ class Model {
   const ModelFile& file() const;
   const KernelTable& kernels() const;  // the table every Session of this model uses
 
-  // Text -> ids with SentencePiece; BOS (config().bos_id) first when add_bos.
+  // Text -> ids with the model's tokenizer; BOS (config().bos_id) first when add_bos (for a
+  // byte-level BPE model as Llama-3's post-processor adds <|begin_of_text|>).
   std::vector<int> Tokenize(std::string_view text, bool add_bos = true) const;
-  // ids -> text exactly as SentencePiece decodes it (control tokens dropped).
+  // ids -> text exactly as the tokenizer's reference decodes it (Tokenizer::Decode).
   std::string Detokenize(const std::vector<int>& ids) const;
-  // The bytes token `id` adds when streamed after other text: "▁" becomes a space, byte tokens
-  // their byte (possibly part of a UTF-8 sequence), control tokens nothing.
+  // The bytes token `id` adds when streamed after other text (Tokenizer::PieceBytes), possibly
+  // part of a UTF-8 sequence.
   std::string TokenBytes(int id) const;
   int tokenizer_size() const;
   const Tokenizer& tokenizer() const;

@@ -1,71 +1,64 @@
-// Tokenizer: SentencePiece BPE models (LLaMA's, MobileLLM's), read from the serialized ModelProto.
-//
-// Our own implementation, so the engine links nothing but libc/libstdc++ and builds for phones
-// with the NDK alone. It follows SentencePiece's BPE encoder exactly: identity normalization
-// (whitespace escaped to U+2581, optional dummy prefix), characters merged highest score first
-// (leftmost on ties), pieces missing from the vocabulary spelled as <0xXX> byte pieces when the
-// model has byte fallback. Tests hold it to Python SentencePiece id for id.
+// Tokenizer: the model's tokenizer, one interface over the two kinds a .mlm can hold
+// (format::TokenizerKind):
+//  - SentencePiece BPE (MobileLLM v1, LLaMA-2), read from the serialized ModelProto and held to
+//    Python SentencePiece id for id;
+//  - HF byte-level BPE (MobileLLM-R1, Llama-3, GPT-2 tokenizer.json), read from the blob the
+//    converter makes (format.h) and held to HF's Tokenizers.js id for id.
+// Both are our own implementations, so the engine links nothing but libc/libstdc++ and builds for
+// phones with the NDK alone. A Tokenizer is immutable and cheap to copy (it shares its tables).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "mobilellm/format.h"
 #include "mobilellm/status.h"
 
 namespace mobilellm {
 
+class SentencePiece;
+class ByteLevelBpe;
+
 class Tokenizer {
  public:
-  // Parses a serialized sentencepiece.ModelProto (the bytes of tokenizer.model). Models other
-  // than BPE with the identity normalizer are rejected with a message saying why.
-  static Result<Tokenizer> Parse(std::string_view proto);
+  // Parses the "tokenizer" tensor of a .mlm of this kind. A malformed or unsupported tokenizer
+  // gives one error saying what is wrong; nothing is read outside `bytes`.
+  static Result<Tokenizer> Parse(format::TokenizerKind kind, std::string_view bytes);
+  // Parses a serialized sentencepiece.ModelProto (the bytes of tokenizer.model).
+  static Result<Tokenizer> Parse(std::string_view proto) {
+    return Parse(format::TokenizerKind::kSentencePiece, proto);
+  }
 
-  // Text -> ids (no BOS/EOS).
+  format::TokenizerKind kind() const;
+
+  // Text -> ids (no BOS/EOS). Byte-level BPE matches added tokens (special ones included) in
+  // the text; SentencePiece never makes control tokens from text.
   std::vector<int> Encode(std::string_view text) const;
-  // ids -> text as SentencePiece decodes it: control ids dropped, byte pieces joined into UTF-8
-  // (invalid sequences become U+FFFD), the dummy-prefix space removed.
+  // ids -> text. SentencePiece: as SentencePiece decodes (control ids dropped, byte pieces joined
+  // into UTF-8, the dummy-prefix space removed). Byte-level BPE: as Tokenizers.js decodes with
+  // clean_up_tokenization_spaces off (special tokens as their text, invalid UTF-8 as U+FFFD).
+  // Ids out of range are skipped.
   std::string Decode(const std::vector<int>& ids) const;
-  // The bytes one id contributes to streamed output ("▁" as a space, <0x0A> as "\n"); "" for
-  // control ids and ids out of range.
+  // The bytes one id contributes to streamed output, possibly part of a UTF-8 sequence:
+  // SentencePiece "▁" as a space, <0x0A> as "\n", "" for control ids; byte-level BPE the token's
+  // bytes (an added token's text). "" for ids out of range.
   std::string PieceBytes(int id) const;
 
-  int size() const { return int(pieces_.size()); }
-  const std::string& piece(int id) const { return pieces_[id].text; }
-  bool IsControl(int id) const { return pieces_[id].type == kControl; }
-  bool IsByte(int id) const { return pieces_[id].type == kByte; }
-  bool IsUnknown(int id) const { return pieces_[id].type == kUnknown; }
+  int size() const;
+  // The id of the token written `piece` (SentencePiece: the piece as in the vocabulary, "▁" and
+  // all; byte-level BPE: an added token's text, or a vocabulary token's bytes), or -1.
+  int TokenId(std::string_view piece) const;
+  // Whether `id` is a control token: SentencePiece type CONTROL (<s>, </s>), byte-level BPE an
+  // added token marked special (<|begin_of_text|>, <|eot_id|>). False out of range.
+  bool IsSpecial(int id) const;
+  // One line for `mobilellm info`: the kind, its pre-tokenizer, and how many tokens.
+  std::string Summary() const;
 
  private:
-  // sentencepiece.ModelProto.SentencePiece.Type
-  enum Type { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
-  struct Piece {
-    std::string text;
-    float score = 0.0f;
-    Type type = kNormal;
-  };
-
-  using Splits = std::unordered_map<std::string, std::pair<std::string, std::string>>;
-  int PieceId(std::string_view piece) const;  // -1 when absent
-  // Appends the ids of one merged symbol: unused pieces split back into the pair that made them
-  // (`splits`, taken apart with an explicit stack), unknown ones spelled as bytes or as <unk>.
-  void Emit(const std::string& piece, const Splits& splits, std::vector<int>* ids) const;
-
-  std::vector<Piece> pieces_;
-  std::unordered_map<std::string, int> vocab_;     // normal, user-defined and unused pieces
-  std::unordered_map<std::string, int> reserved_;  // control, unknown and byte pieces
-  // User-defined pieces as a byte trie, so Encode's cost does not grow with their number:
-  // (node << 8 | byte) -> child node, node 0 the root; user_end_[node]: a piece ends there.
-  std::unordered_map<uint64_t, uint32_t> user_trie_;
-  std::vector<bool> user_end_ = {false};
-  // Length of the longest user-defined piece `s` starts with; 0 if none. O(that length).
-  size_t UserDefinedPrefix(std::string_view s) const;
-  std::string unk_surface_;  // what <unk> decodes to: " ⁇ " unless the model says otherwise
-  int unk_id_ = 0;
-  int byte_ids_[256] = {};
-  bool byte_fallback_ = false;
-  bool add_dummy_prefix_ = true, remove_extra_whitespaces_ = true, escape_whitespaces_ = true;
+  std::shared_ptr<const SentencePiece> spm_;
+  std::shared_ptr<const ByteLevelBpe> bpe_;
 };
 
 }  // namespace mobilellm

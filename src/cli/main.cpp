@@ -156,7 +156,7 @@ int RunInfo(const InfoArgs& a) {
     d.first++, d.second += e->nbytes;
   }
   const auto* tok = f.Find(format::kTokenizerTensor);
-  const auto tokenizer = Tokenizer::Parse(f.Bytes(*tok));
+  const auto tokenizer = Tokenizer::Parse(c.tokenizer_kind, f.Bytes(*tok));
   if (!tokenizer.ok())
     return Fail(a.file + ": tensor 'tokenizer': " + tokenizer.status().message());
   // Checksums first: stdout gets the whole description or, on a mismatch, nothing.
@@ -188,7 +188,7 @@ int RunInfo(const InfoArgs& a) {
   std::printf("tensors:     %zu", f.entries().size());
   for (const auto& [name, d] : by_dtype)
     std::printf(", %s: %d (%.2f MiB)", name.c_str(), d.first, d.second / 1048576.0);
-  std::printf("\ntokenizer:   sentencepiece, %d pieces, %llu bytes\n", tokenizer->size(),
+  std::printf("\ntokenizer:   %s, %llu bytes\n", tokenizer->Summary().c_str(),
               (unsigned long long)tok->nbytes);
   if (a.verify)
     std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(), verify_ms);

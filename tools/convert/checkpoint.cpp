@@ -13,6 +13,7 @@
 #include "mobilellm/model_file.h"
 #include "mobilellm/untrusted.h"
 #include "pickle.h"
+#include "tokenizer_json.h"
 #include "zip.h"
 
 namespace mobilellm::convert {
@@ -269,8 +270,14 @@ Status LoadWeights(Checkpoint& ckpt, const std::string& dir) {
 }
 
 Status ReadTokenizer(Checkpoint& ckpt, const std::string& dir) {
-  const std::string tok_path = dir + "/tokenizer.model";
-  MOBILELLM_RETURN_IF_ERROR(ReadFile(tok_path, &ckpt.tokenizer));
+  // SentencePiece's tokenizer.model, else HF's tokenizer.json (MobileLLM-R1, Llama-3).
+  std::string tok_path = dir + "/tokenizer.model";
+  if (!Exists(tok_path) && Exists(dir + "/tokenizer.json")) tok_path = dir + "/tokenizer.json";
+  auto tok = ReadTokenizerFile(tok_path);
+  if (!tok.ok()) return tok.status();
+  ckpt.tokenizer = std::move(tok->bytes);
+  ckpt.tokenizer_path = tok_path;
+  ckpt.config.tokenizer_kind = tok->kind;
   return {};
 }
 

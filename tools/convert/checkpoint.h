@@ -33,8 +33,9 @@ class Checkpoint {
  public:
   static Result<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
 
-  ModelConfig config;     // from config.json (+ whether lm_head.weight exists)
-  std::string tokenizer;  // tokenizer.model bytes
+  ModelConfig config;          // from config.json (+ whether lm_head.weight exists)
+  std::string tokenizer;       // the "tokenizer" tensor (config.tokenizer_kind says which)
+  std::string tokenizer_path;  // tokenizer.model or tokenizer.json
   std::map<std::string, SourceTensor> tensors;  // by HF name
   std::vector<std::string> weight_files;
 
@@ -48,7 +49,9 @@ Status LoadWeightFile(Checkpoint& ckpt, const std::string& path);
 // Reads every weight file of the directory: model.safetensors or pytorch_model.bin, or the shards
 // their *.index.json lists.
 Status LoadWeights(Checkpoint& ckpt, const std::string& dir);
-// Reads the directory's tokenizer into ckpt.tokenizer.
+// Reads the directory's tokenizer into ckpt.tokenizer, tokenizer_path and config.tokenizer_kind:
+// tokenizer.model (SentencePiece) if present, else tokenizer.json (converted to the byte-level
+// BPE blob, tokenizer_json.h). Call it after the config is read.
 Status ReadTokenizer(Checkpoint& ckpt, const std::string& dir);
 
 // HF Llama4ForCausalLM / llama4_text (MobileLLM-R1), by config.json's architecture or model_type.

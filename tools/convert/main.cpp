@@ -14,6 +14,7 @@
 #include "mobilellm/model_file.h"
 #include "mobilellm/quantize.h"
 #include "mobilellm/tokenizer.h"
+#include "tokenizer_json.h"
 
 namespace {
 
@@ -33,7 +34,7 @@ std::string ShapeString(const std::vector<int64_t>& s) {
 }
 
 Status CheckTokenizer(const std::string& bytes, const ModelConfig& c, const std::string& where) {
-  const auto tokenizer = Tokenizer::Parse(bytes);
+  const auto tokenizer = Tokenizer::Parse(c.tokenizer_kind, bytes);
   if (!tokenizer.ok()) return Status::Error(where + ": " + tokenizer.status().message());
   if (tokenizer->size() > c.vocab_size)
     return Status::Error(where + ": tokenizer has " + std::to_string(tokenizer->size()) +
@@ -174,8 +175,10 @@ int Run(const Args& a) {
   if (!a.preset.empty()) {
     auto config = ModelConfig::Preset(a.preset);
     if (!config.ok()) return Fail(config.status().message());
-    std::string tok;
-    if (Status s = ReadFile(a.tokenizer, &tok); !s.ok()) return Fail(s.message());
+    auto tok_r = convert::ReadTokenizerFile(a.tokenizer);
+    if (!tok_r.ok()) return Fail(tok_r.status().message());
+    const std::string& tok = tok_r->bytes;
+    config->tokenizer_kind = tok_r->kind;
     if (Status s = CheckTokenizer(tok, *config, a.tokenizer); !s.ok()) return Fail(s.message());
     ModelWriter w(*config, producer);
     uint64_t index = 0;
@@ -213,7 +216,7 @@ int Run(const Args& a) {
   const Checkpoint& ckpt = **ckpt_r;
   const ModelConfig& c = ckpt.config;
   if (Status s = c.Validate(a.input + "/config.json"); !s.ok()) return Fail(s.message());
-  if (Status s = CheckTokenizer(ckpt.tokenizer, c, a.input + "/tokenizer.model"); !s.ok())
+  if (Status s = CheckTokenizer(ckpt.tokenizer, c, ckpt.tokenizer_path); !s.ok())
     return Fail(s.message());
 
   ModelWriter w(c, producer);
@@ -260,7 +263,7 @@ int Run(const Args& a) {
 int main(int argc, char** argv) {
   CLI::App app{
       "mobilellm-convert: turn a HuggingFace MobileLLM checkpoint directory (config.json, "
-      "tokenizer.model,\n"
+      "tokenizer.model or tokenizer.json,\n"
       "pytorch_model.bin or model.safetensors) into one .mlm file, re-encode an .mlm of float "
       "weights\n"
       "at another --dtype, or write random weights of an exact MobileLLM shape for benchmarks."};
@@ -282,7 +285,8 @@ int main(int argc, char** argv) {
   auto* rnd =
       app.add_option("--random", a.preset, "Write N(0, 0.02) weights of this shape: " + presets)
           ->check(CLI::IsMember(ModelConfig::PresetNames()));
-  app.add_option("--tokenizer", a.tokenizer, "SentencePiece tokenizer.model (with --random)");
+  app.add_option("--tokenizer", a.tokenizer,
+                 "SentencePiece tokenizer.model or HF tokenizer.json (with --random)");
   app.add_option("--seed", a.seed, "Seed for --random")->capture_default_str();
   app.add_flag("--force", a.force, "Overwrite the output file");
   app.add_flag("-q,--quiet", a.quiet, "No progress or summary on stderr");
@@ -292,7 +296,7 @@ int main(int argc, char** argv) {
     if (a.input.empty() && a.preset.empty())
       throw CLI::ValidationError("give a checkpoint_dir or --random PRESET");
     if (!a.preset.empty() && a.tokenizer.empty())
-      throw CLI::ValidationError("--random needs --tokenizer tokenizer.model");
+      throw CLI::ValidationError("--random needs --tokenizer tokenizer.model|tokenizer.json");
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
