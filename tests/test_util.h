@@ -7,10 +7,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+
+#include "mobilellm/model_file.h"
 
 namespace mobilellm::testing {
 
@@ -59,6 +62,31 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Writes a minimal model around a tokenizer (the weights, all zero, are irrelevant) to `path`;
+// fails the test on error.
+inline void WriteTokenizerModel(const std::string& path, const std::string& tokenizer,
+                                format::TokenizerKind kind, int vocab, int bos = 1) {
+  ModelConfig c;
+  c.vocab_size = vocab, c.dim = 4, c.ffn_dim = 4, c.n_blocks = 1, c.n_heads = 1, c.n_kv_heads = 1,
+  c.head_dim = 4, c.n_ctx = 16, c.bos_id = bos, c.eos_id = bos, c.tokenizer_kind = kind;
+  ModelWriter w(c, "test");
+  for (const TensorSpec& s : ExpectedTensors(c)) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    w.Add(s.name, DType::kF32, s.shape, [n](uint8_t* dst) {
+      std::memset(dst, 0, size_t(n) * 4);
+      return Status();
+    });
+  }
+  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tokenizer.size())},
+        [&tokenizer](uint8_t* dst) {
+          std::memcpy(dst, tokenizer.data(), tokenizer.size());
+          return Status();
+        });
+  const Status s = w.Write(path, true);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
 
 struct CommandResult {
   int exit_code;

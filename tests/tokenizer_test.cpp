@@ -13,24 +13,7 @@ using testing::TempDir;
 // A minimal model around a tokenizer: the weights are irrelevant here.
 std::shared_ptr<const Model> ModelWithTokenizer(const TempDir& dir, const std::string& spm,
                                                 int vocab) {
-  ModelConfig c;
-  c.vocab_size = vocab, c.dim = 4, c.ffn_dim = 4, c.n_blocks = 1, c.n_heads = 1, c.n_kv_heads = 1,
-  c.head_dim = 4;
-  c.n_ctx = 16;
-  ModelWriter w(c, "tokenizer_test");
-  for (const TensorSpec& s : ExpectedTensors(c)) {
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
-    w.Add(s.name, DType::kF32, s.shape, [n](uint8_t* dst) {
-      std::memset(dst, 0, size_t(n) * 4);
-      return Status();
-    });
-  }
-  w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(spm.size())}, [&spm](uint8_t* dst) {
-    std::memcpy(dst, spm.data(), spm.size());
-    return Status();
-  });
-  EXPECT_TRUE(w.Write(dir / "tok.mlm", true).ok());
+  testing::WriteTokenizerModel(dir / "tok.mlm", spm, format::TokenizerKind::kSentencePiece, vocab);
   auto m = Model::Load(dir / "tok.mlm");
   EXPECT_TRUE(m.ok()) << m.status().message();
   return *m;
