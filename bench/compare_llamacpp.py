@@ -266,10 +266,10 @@ def main():
     profiles = []
     if a.profile:
         table, profiles = profile_table(a.build, ours, dtypes, threads, a.reps)
-        lines += ["", "Where our decode step goes (`mobilellm bench -m %s-TYPE.mlm -t T -p 128 -n 128 -r %d --profile`, "
+        lines += ["", "Where our decode step goes (`mobilellm bench -m %s -t T -p 128 -n 128 -r %d --profile`, "
                   "run after the rounds): each phase's microseconds per decoded token, its share of the step and the GB/s "
                   "it read (weights; the KV cache for attention); `outside` is the rest of a step (sampling, "
-                  "bookkeeping)." % (a.model, a.reps), ""] + table
+                  "bookkeeping)." % (os.path.basename(ours[dtypes[0]]).replace(dtypes[0], "TYPE"), a.reps), ""] + table
     out = MODELS[a.model]["out"]
     with open(os.path.join(HERE, out + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
