@@ -27,7 +27,7 @@
 // file instead of running it with the wrong attention. A reader ignores those words in a version-1
 // file.
 //
-// Who checks what: the loader (src/loader.cpp) checks every field documented "checked"; the
+// Who checks what: the loader (src/model_file.cpp) checks every field documented "checked"; the
 // converter writes them. `mobilellm info FILE --verify` also recomputes each tensor's CRC-32.
 #pragma once
 

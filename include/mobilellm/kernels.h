@@ -2,11 +2,13 @@
 //
 // This is the registry the design rests on: the engine calls ops only through a table; the tests
 // run every op of every table the CPU supports against the scalar reference table ("ref", the
-// executable spec in kernels/ref.h); the benchmarks time every (op, table) pair. Adding a table
-// (AVX-512, NEON, ...) adds it to all three.
+// executable spec in kernels/ref.h); bench/kernels_bench times each table's matmul, attend and
+// elementwise ops at the model's shapes (not row_to_f32, add, axpy or to_f16: microseconds a
+// pass). Adding a table (AVX-512, NEON, ...) adds it to all three.
 //
-// Conventions: activations are f32; weight matrices W are [rows, cols] row-major in the dtype the
-// file stores (f32, f16 or bf16). No op allocates. Pointers need no particular alignment.
+// Conventions: activations are f32; weight matrices W are [rows, cols] in the dtype the file
+// stores (f32, f16, bf16, q8_0 or q4_0; quantized ones planar or in panels, as WeightView says).
+// No op allocates. Pointers need no particular alignment.
 #pragma once
 
 #include <cstdint>

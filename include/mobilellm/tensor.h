@@ -1,7 +1,7 @@
 // Tensor: a non-owning view of typed memory, plus the scalar fp16/bf16 conversions.
 //
-// A Tensor never owns or frees its data: weights point into the read-only file mapping,
-// activations into a Session's scratch arena. Shape is outermost first; rows are contiguous.
+// A Tensor never owns or frees its data: the model's weights point into the read-only file mapping
+// (activations are plain float arrays of the decoder). Shape is outermost first.
 #pragma once
 
 #include <cstdint>
@@ -27,15 +27,11 @@ struct Tensor {
     for (int i = 0; i < rank; ++i) n *= shape[i];
     return n;
   }
-  size_t row_bytes() const { return cols() * format::DTypeSize(uint32_t(dtype)); }
   // The whole tensor's bytes, block-quantized types included (format::TensorBytes).
   uint64_t nbytes() const {
     uint64_t s[format::kMaxRank] = {0, 0, 0, 0};
     for (int i = 0; i < rank; ++i) s[i] = uint64_t(shape[i]);
     return format::TensorBytes(uint32_t(dtype), uint32_t(rank), s);
-  }
-  const uint8_t* row(int64_t r) const {
-    return static_cast<const uint8_t*>(data) + r * row_bytes();
   }
   const float* f32() const { return static_cast<const float*>(data); }
 };

@@ -80,9 +80,9 @@ inline void PrefetchTile(const void* tile_ahead, int64_t byte_offset, int64_t ro
   _mm_prefetch(p + 3 * row_bytes, _MM_HINT_T0);
 }
 
-// Float weights. Tiles of 4 weight rows x 2 tokens: each weight vector loaded (and converted) once
-// serves two tokens, each activation vector serves four rows. Decode (1 token) runs 4 x 1 tiles.
-// Decode (one token): one row at a time, so the weights are a single sequential stream -- what
+// Float weights. Prefill (Matmul): tiles of 4 weight rows x 2 tokens, so each weight vector loaded
+// (and converted) once serves two tokens and each activation vector serves four rows.
+// Decode (one token, Gemv): one row at a time, so the weights are a single sequential stream -- what
 // hardware prefetchers follow best (on AMD Zen 4 the 4-row tiles below reach only ~45% of DRAM
 // bandwidth; one stream reaches ~75-90%). x stays in L1.
 template <DType kW>
@@ -332,7 +332,7 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
 
 // Quantized weights x int8 activations, 4 rows at a time, prefetching the next tile. Blocks are
 // processed in chunks of 64 so the tile's combined scales fit a small stack array. Decode, and
-// the rows prefill's 8-row panels leave over.
+// the rows prefill's 16-row panels leave over.
 template <DType kW>
 void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
                   int y_stride) {
