@@ -93,23 +93,65 @@ void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::
       2.0 * rows * cols * n_tokens * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
-void BM_Elementwise(benchmark::State& state, const KernelTable* k, const std::string& op, int n) {
+// The buffers of an elementwise op: n values each (cos/sin: n / 2, int8 blocks: n and n / 32).
+struct ElementwiseData {
+  std::vector<float> x, w, y, cos, sin, d;
+  std::vector<int8_t> q;
+  explicit ElementwiseData(int n)
+      : x(Random(n, 3)),
+        w(Random(n, 4)),
+        y(Random(n, 5)),
+        cos(n / 2, 0.5f),
+        sin(n / 2, 0.5f),
+        d(n / 32 + 1),
+        q(n) {}
+};
+
+// An elementwise op as timed: one call on n values, and the bytes that call reads and writes.
+struct ElementwiseOp {
+  const char* name;
+  void (*call)(const KernelTable& k, ElementwiseData& b, int n);
+  double (*bytes)(int n);
+};
+constexpr ElementwiseOp kElementwiseOps[] = {
+    {"rmsnorm",  // x, w in; y out
+     [](const KernelTable& k, ElementwiseData& b, int n) {
+       k.rmsnorm(b.x.data(), b.w.data(), n, 1e-5f, b.y.data());
+     },
+     [](int n) { return 12.0 * n; }},
+    {"softmax",  // y in place
+     [](const KernelTable& k, ElementwiseData& b, int n) { k.softmax(b.y.data(), n); },
+     [](int n) { return 8.0 * n; }},
+    {"silu_mul",  // gate in place, up in
+     [](const KernelTable& k, ElementwiseData& b, int n) { k.silu_mul(b.y.data(), b.w.data(), n); },
+     [](int n) { return 12.0 * n; }},
+    {"quantize_q8",  // x in; int8 values and a scale per 32 out
+     [](const KernelTable& k, ElementwiseData& b, int n) {
+       k.quantize_q8(b.x.data(), n, b.q.data(), b.d.data());
+     },
+     [](int n) { return 5.0 * n + 4.0 * n / 32; }},
+    {"rope",  // n / 64 heads of 64 in place; one position's 32 cos and 32 sin
+     [](const KernelTable& k, ElementwiseData& b, int n) {
+       k.rope(b.y.data(), n / 64, 64, b.cos.data(), b.sin.data(), 0);
+     },
+     [](int n) { return 8.0 * n + 256; }},
+    {"dot",  // x, w in
+     [](const KernelTable& k, ElementwiseData& b, int n) {
+       benchmark::DoNotOptimize(k.dot(b.x.data(), b.w.data(), n));
+     },
+     [](int n) { return 8.0 * n; }},
+};
+
+void BM_Elementwise(benchmark::State& state, const KernelTable* k, const ElementwiseOp* op, int n) {
   if (!Supported(state, *k)) return;
-  auto x = Random(n, 3), w = Random(n, 4), y = Random(n, 5);
-  std::vector<int8_t> q(n);
-  std::vector<float> d(n / 32 + 1), cs(n / 2, 0.5f), sn(n / 2, 0.5f);
+  ElementwiseData data(n);
   for (auto _ : state) {
-    if (op == "rmsnorm") k->rmsnorm(x.data(), w.data(), n, 1e-5f, y.data());
-    if (op == "softmax") k->softmax(y.data(), n);
-    if (op == "silu_mul") k->silu_mul(y.data(), w.data(), n);
-    if (op == "quantize_q8") k->quantize_q8(x.data(), n, q.data(), d.data());
-    if (op == "rope") k->rope(y.data(), n / 64, 64, cs.data(), sn.data(), 0);
-    if (op == "dot") benchmark::DoNotOptimize(k->dot(x.data(), w.data(), n));
-    benchmark::DoNotOptimize(y.data());
+    op->call(*k, data, n);
+    benchmark::DoNotOptimize(data.y.data());
     benchmark::ClobberMemory();
   }
   state.counters["GB/s"] =
-      benchmark::Counter(4.0 * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+      benchmark::Counter(op->bytes(n) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
 // One 125M GQA group (3 query heads of head_dim 64 sharing a KV head) against n_keys cached
@@ -176,10 +218,10 @@ void RegisterAll() {
         }
       }
     }
-    for (const char* op : {"rmsnorm", "softmax", "silu_mul", "quantize_q8", "rope", "dot"}) {
+    for (const ElementwiseOp& op : kElementwiseOps) {
       for (int n : {576, 1536, 2048}) {
-        const std::string name = std::string(op) + "/" + k->name + "/n:" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), BM_Elementwise, k, std::string(op), n);
+        const std::string name = std::string(op.name) + "/" + k->name + "/n:" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), BM_Elementwise, k, &op, n);
       }
     }
     for (bool f16 : {false, true}) {

@@ -21,6 +21,10 @@ namespace mobilellm::testing {
 inline std::string FixturesDir() {
   return MOBILELLM_FIXTURES_DIR;
 }
+// Written by `tools/tokenizer_reference.py` (the ctest fixture "tokenizer_fixtures").
+inline std::string TokenizerFixturesDir() {
+  return MOBILELLM_TOKENIZER_FIXTURES_DIR;
+}
 inline std::string BinDir() {
   return MOBILELLM_BIN_DIR;
 }

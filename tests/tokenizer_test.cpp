@@ -20,7 +20,7 @@ std::shared_ptr<const Model> ModelWithTokenizer(const TempDir& dir, const std::s
 }
 
 void CheckParity(const std::string& name) {
-  const auto golden = testing::ReadJson(testing::FixturesDir() + "/tokenizer_golden.json");
+  const auto golden = testing::ReadJson(testing::TokenizerFixturesDir() + "/tokenizer_golden.json");
   if (!golden.contains(name)) GTEST_SKIP() << "no goldens for " << name;
   const std::string path = golden[name]["model"];
   if (!testing::FileExists(path)) GTEST_SKIP() << path << " is absent";
@@ -71,7 +71,7 @@ TEST(Tokenizer, LlamaSpecialIds) {
 TEST(Tokenizer, RejectsWhatItCannotRead) {
   EXPECT_FALSE(Tokenizer::Parse("").ok());
   EXPECT_FALSE(Tokenizer::Parse("GGUF\x03\x00\x00\x00 not a protobuf").ok());
-  const auto golden = testing::ReadJson(testing::FixturesDir() + "/tokenizer_golden.json");
+  const auto golden = testing::ReadJson(testing::TokenizerFixturesDir() + "/tokenizer_golden.json");
   const std::string proto = testing::ReadAll(golden["tiny"]["model"].get<std::string>());
   ASSERT_TRUE(Tokenizer::Parse(proto).ok());
   for (size_t cut = 0; cut < proto.size(); cut += 97) {

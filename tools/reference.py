@@ -7,8 +7,8 @@ For every case below it writes OUT_DIR/<case>/hf/ (an HF checkpoint directory: c
 tokenizer.model, pytorch_model.bin or model.safetensors, possibly sharded) and
 OUT_DIR/<case>/golden.json: the prompt ids, the last-token logits and 32 greedy tokens computed by
 tools/mobilellm_torch.py in fp32 on exactly the weights stored in the checkpoint. It also writes a
-malicious checkpoint (its pickle calls os.system), broken checkpoints for the converter's errors,
-and tokenizer goldens from Python SentencePiece. The C++ tests read all of it; CI regenerates it
+malicious checkpoint (its pickle calls os.system) and broken checkpoints for the converter's
+errors. (Tokenizer goldens: tools/tokenizer_reference.py, which needs no PyTorch.) The C++ tests read all of it; CI regenerates it
 on every run, so the goldens cannot go stale. Output is skipped when OUT_DIR/stamp matches this
 script's hash.
 """
@@ -26,6 +26,7 @@ import torch  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
 from mobilellm_torch import Config, Llama4Config, Llama4Text, MobileLLM, save_hf  # noqa: E402
+from tokenizer_reference import train_tiny_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -78,26 +79,6 @@ CASES = {
              attention_chunk_size=16, rope_theta=8e6),
         "safetensors", torch.float32, 1, 0.15, {"llama4": True, "prompt_len": 40}),
 }
-
-TOKENIZER_STRINGS = [
-    "Hello world", "  leading and   inner   spaces", "trailing spaces   ", "digits 1234567890 and 3.14159",
-    "tabs\tand\nnew\nlines", "emoji 😀🎉 and ❤️", "日本語のテキスト", "Русский текст", "العربية", "मराठी",
-    "mixed: café naïve résumé", "byte fallback: \u0001\u0002 \U0001F9EC", "", " ", "a", "<s> </s> <unk> literal",
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune",
-    "\u2581 the block itself, \u2581\u2581 twice", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "\n\n\n", "x  \t  y",
-    "Hello<0x41>world <s>", "00000000001111111111", "Mr. Darcy's \u201cpride\u201d \u2014 and Elizabeth\u2019s prejudice\u2026",
-]
-
-
-def train_tiny_tokenizer(out_dir):
-    prefix = os.path.join(out_dir, "tiny")
-    spm.SentencePieceTrainer.train(
-        input=os.path.join(ROOT, "tests/testdata/corpus.txt"), model_prefix=prefix, model_type="bpe",
-        vocab_size=400, byte_fallback=True, split_digits=True, character_coverage=1.0,
-        normalization_rule_name="identity", remove_extra_whitespaces=False,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2)
-    return prefix + ".model"
-
 
 def make_case(name, spec, tokenizer, out_dir, seed):
     kwargs, fmt, dtype, shards, std, extra = spec
@@ -183,23 +164,9 @@ def make_bad(out_dir, good_dir):
             json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
 
 
-def make_tokenizer_goldens(out_dir, tiny, shared):
-    # A long case too: 20,000 characters of held-out Austen exercise the merge order at scale.
-    long_text = open(os.path.join(ROOT, "models/demo-heldout.txt"), encoding="utf-8").read()[:20000]
-    golden = {}
-    for name, path in [("tiny", tiny), ("llama-32k", os.path.join(shared, "tokenizers/llama-32k.model"))]:
-        if not os.path.exists(path):
-            continue
-        sp = spm.SentencePieceProcessor(model_file=path)
-        golden[name] = {"model": os.path.abspath(path), "cases": [
-            {"text": s, "ids": sp.encode(s), "decoded": sp.decode(sp.encode(s))} for s in TOKENIZER_STRINGS + [long_text]]}
-    with open(os.path.join(out_dir, "tokenizer_golden.json"), "w") as f:
-        json.dump(golden, f, ensure_ascii=False, indent=1)
-
-
 def fixtures(out_dir, shared):
     h = hashlib.sha256()
-    for p in [__file__, os.path.join(HERE, "mobilellm_torch.py"), os.path.join(ROOT, "tests/testdata/corpus.txt"),
+    for p in [__file__, os.path.join(HERE, "mobilellm_torch.py"), os.path.join(HERE, "tokenizer_reference.py"), os.path.join(ROOT, "tests/testdata/corpus.txt"),
               os.path.join(ROOT, "models/demo-heldout.txt")]:
         h.update(open(p, "rb").read())
     h.update(os.path.abspath(shared).encode() + str(os.path.exists(os.path.join(shared, "tokenizers/llama-32k.model"))).encode())
@@ -216,7 +183,6 @@ def fixtures(out_dir, shared):
         make_case(name, spec, tiny, out_dir, seed=1000 + i)
         print("fixture", name, flush=True)
     make_bad(out_dir, os.path.join(out_dir, "ls-gqa3-tied-bin-f32", "hf"))
-    make_tokenizer_goldens(out_dir, tiny, shared)
     with open(stamp, "w") as f:
         f.write(h.hexdigest())
     print("fixtures written to", out_dir)
