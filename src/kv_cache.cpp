@@ -12,6 +12,7 @@ namespace mobilellm {
 KvCache::KvCache(const ModelConfig& c, int n_ctx, DType type)
     : n_ctx_(n_ctx),
       n_ctx_blocks_((n_ctx + kKeyBlock - 1) / kKeyBlock),
+      n_layers_(c.n_layers()),
       n_kv_heads_(c.n_kv_heads),
       head_dim_(c.head_dim),
       type_(type),
@@ -19,6 +20,16 @@ KvCache::KvCache(const ModelConfig& c, int n_ctx, DType type)
   keys_ = std::make_unique<PageBuffer>(size_t(c.n_layers()) * n_ctx_blocks_ * kKeyBlock *
                                        c.kv_dim() * elem_bytes_);
   values_ = std::make_unique<PageBuffer>(size_t(c.n_layers()) * n_ctx * c.kv_dim() * elem_bytes_);
+}
+
+bool KvCache::PrefixBytes(uint64_t n, uint64_t* out) const {
+  // Per head: ceil(n / kKeyBlock) * kKeyBlock key positions and n value rows.
+  uint64_t rounded = 0, positions = 0, per_head = 0, heads = 0;
+  return CheckedAdd<uint64_t>(n, kKeyBlock - 1, &rounded) &&
+         CheckedAdd<uint64_t>(rounded / kKeyBlock * kKeyBlock, n, &positions) &&
+         CheckedMul<uint64_t>(positions, uint64_t(head_dim_) * elem_bytes_, &per_head) &&
+         CheckedMul<uint64_t>(uint64_t(n_layers_), uint64_t(n_kv_heads_), &heads) &&
+         CheckedMul(per_head, heads, out);
 }
 
 uint8_t* KvCache::KeyBlock(int layer, int kv_head, int p) const {

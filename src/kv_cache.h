@@ -3,12 +3,14 @@
 // What it owns: the layout (keys in key blocks, values in rows; kernels.h: KeyIndex), the write of
 // a new position (Store) and the views attention reads. Positions [0, pos) are valid; the session
 // keeps pos. What it is not: it does not decide what is cached (the decoder does) or when.
-// Truncate/save/load belong here too: a cache is its two buffers plus how many positions are valid.
+// Save/Load copy the runs ForEachPrefixRun names.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+
+#include "mobilellm/untrusted.h"
 
 #include "mobilellm/config.h"
 #include "mobilellm/kernels.h"
@@ -43,6 +45,24 @@ class KvCache {
   };
   LayerView Layer(int layer) { return LayerView(this, layer); }
 
+  // The bytes holding positions [0, n) of every (layer, KV head), as runs in a fixed order (per
+  // head: its key blocks up to the one holding n - 1, then its n value rows): fn(data, bytes) for
+  // each. Session::Save writes these runs and Session::Load fills them, so a file's payload is
+  // independent of n_ctx. n <= n_ctx().
+  template <typename Fn>
+  void ForEachPrefixRun(int n, const Fn& fn) {
+    const size_t key_bytes =
+        size_t(n + kKeyBlock - 1) / kKeyBlock * kKeyBlock * head_dim_ * elem_bytes_;
+    const size_t value_bytes = size_t(n) * head_dim_ * elem_bytes_;
+    for (int layer = 0; layer < n_layers_; ++layer)
+      for (int h = 0; h < n_kv_heads_; ++h) {
+        fn(KeyBlock(layer, h, 0), key_bytes);
+        fn(ValueAt(layer, h, 0), value_bytes);
+      }
+  }
+  // Bytes ForEachPrefixRun(n) visits, or false if they overflow a uint64_t.
+  bool PrefixBytes(uint64_t n, uint64_t* out) const;
+
   DType type() const { return type_; }
   size_t elem_bytes() const { return elem_bytes_; }
   int n_ctx() const { return n_ctx_; }
@@ -56,7 +76,7 @@ class KvCache {
   void Store(const KernelTable& k, int layer, int kv_head, int p, const float* key,
              const float* value);
 
-  int n_ctx_, n_ctx_blocks_, n_kv_heads_, head_dim_;
+  int n_ctx_, n_ctx_blocks_, n_layers_, n_kv_heads_, head_dim_;
   DType type_;
   size_t elem_bytes_;  // 2 (f16) or 4 (f32)
   // On 2 MiB pages (memory.h): attention streams the cache from DRAM every step, and did so 15%

@@ -524,6 +524,19 @@ Status ModelWriter::Write(const std::string& path, bool overwrite, const Progres
   return temp.Commit(path);
 }
 
+Status WriteFileAtomic(const std::string& path,
+                       const std::function<Status(const AppendBytes&)>& produce) {
+  TempFile temp;
+  MOBILELLM_RETURN_IF_ERROR(temp.Create(path, -1));
+  uint64_t offset = 0;
+  MOBILELLM_RETURN_IF_ERROR(produce([&](const void* data, size_t n) {
+    MOBILELLM_RETURN_IF_ERROR(WriteAll(temp.fd(), data, n, offset, temp.path()));
+    offset += n;
+    return Status();
+  }));
+  return temp.Commit(path);
+}
+
 Status ReadFile(const std::string& path, std::string* out, uint64_t max_bytes) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);

@@ -2,12 +2,14 @@
 // advance it. The forward pass itself is the decoder's (decoder.cpp).
 
 #include <algorithm>
+#include <cstring>
 #include <new>
 #include <optional>
 
 #include "decoder.h"
 #include "kv_cache.h"
 #include "mobilellm/mobilellm.h"
+#include "session_file.h"
 
 namespace mobilellm {
 
@@ -17,6 +19,8 @@ struct Session::Impl {
   std::optional<KvCache> kv;  // positions [0, pos) valid
   std::optional<Decoder> decoder;
   int pos = 0;
+  std::vector<int>
+      tokens;      // ids at positions [0, pos); capacity n_ctx, so appending never allocates
   int last_n = 0;  // tokens in the last Evaluate call
 };
 
@@ -43,7 +47,58 @@ int Session::n_threads() const {
   return impl_->decoder->n_threads();
 }
 void Session::Reset() {
-  impl_->pos = 0, impl_->last_n = 0;
+  Truncate(0);
+}
+const std::vector<int>& Session::tokens() const {
+  return impl_->tokens;
+}
+void Session::Truncate(int n) {
+  Impl& m = *impl_;
+  if (n < 0) n = 0;
+  if (n >= m.pos) return;
+  m.pos = n, m.last_n = 0;
+  m.tokens.resize(size_t(n));
+}
+
+Status Session::Save(const std::string& path) const {
+  Impl& m = *impl_;
+  session_file::Header h = session_file::MakeHeader(*m.model, *m.kv, uint32_t(m.pos));
+  uint32_t crc = Crc32(m.tokens.data(), m.tokens.size() * sizeof(int));
+  m.kv->ForEachPrefixRun(m.pos, [&](const uint8_t* data, size_t n) { crc = Crc32(data, n, crc); });
+  h.payload_crc = crc;
+  return WriteFileAtomic(path, [&](const AppendBytes& append) {
+    MOBILELLM_RETURN_IF_ERROR(append(&h, sizeof(h)));
+    MOBILELLM_RETURN_IF_ERROR(append(m.tokens.data(), m.tokens.size() * sizeof(int)));
+    Status s;
+    m.kv->ForEachPrefixRun(m.pos, [&](const uint8_t* data, size_t n) {
+      if (s.ok()) s = append(data, n);
+    });
+    return s;
+  });
+}
+
+Status Session::Load(const std::string& path) {
+  Impl& m = *impl_;
+  // The largest file worth reading: a full context, this session's or the model's (a file that
+  // does not fit this session is then refused by its token count, not its size).
+  const uint64_t n_ctx = uint64_t(std::max(m.opt.n_ctx, m.model->config().n_ctx));
+  uint64_t max_bytes = 0, cache_bytes = 0;
+  if (!m.kv->PrefixBytes(n_ctx, &cache_bytes) ||
+      !CheckedAdd<uint64_t>(cache_bytes, n_ctx * 4 + sizeof(session_file::Header), &max_bytes))
+    return Status::Error(path + ": context too large to load a session into");
+  std::string bytes;
+  MOBILELLM_RETURN_IF_ERROR(ReadFile(path, &bytes, max_bytes));
+  uint32_t n = 0;
+  const char *ids = nullptr, *cache = nullptr;
+  MOBILELLM_RETURN_IF_ERROR(session_file::Parse(bytes, path, *m.model, *m.kv, &n, &ids, &cache));
+  m.tokens.resize(n);
+  std::memcpy(m.tokens.data(), ids, size_t(n) * sizeof(int));
+  m.kv->ForEachPrefixRun(int(n), [&](uint8_t* data, size_t bytes_n) {
+    std::memcpy(data, cache, bytes_n);
+    cache += bytes_n;
+  });
+  m.pos = int(n), m.last_n = 0;
+  return {};
 }
 const Model& Session::model() const {
   return *impl_->model;
@@ -72,6 +127,7 @@ Result<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> mo
   m.opt = o;
   try {
     m.kv.emplace(c, o.n_ctx, o.kv_type);
+    m.tokens.reserve(size_t(o.n_ctx));
     m.decoder.emplace(*m.model, o);
   } catch (const std::bad_alloc&) {
     return Status::Error("out of memory allocating the KV cache for a context of " +
@@ -97,6 +153,7 @@ Status Session::Evaluate(const int* ids, int n) {
   for (int done = 0; done < n;) {
     const int chunk = std::min(m.opt.n_batch, n - done);
     m.decoder->Forward(*m.kv, ids + done, chunk, m.pos);
+    m.tokens.insert(m.tokens.end(), ids + done, ids + done + chunk);
     m.pos += chunk, done += chunk;
     m.last_n = chunk;
   }

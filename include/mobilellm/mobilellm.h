@@ -119,6 +119,20 @@ class Session {
   int n_ctx() const;
   int n_threads() const;
   void Reset();  // empties the KV cache
+  // The ids in the KV cache, tokens()[i] at position i (tokens().size() == pos()).
+  const std::vector<int>& tokens() const;
+  // Rewinds to the first n tokens (n >= pos() changes nothing): evaluating from there gives
+  // bit-identical logits to a fresh session fed the same ids. logits() is stale until then.
+  void Truncate(int n);
+
+  // Writes the KV cache and the token history to `path` atomically (a temporary file renamed over
+  // it). The file names the model by a checksum of its config and tensor table (which holds every
+  // tensor's CRC-32) and the KV type; logits are not saved: evaluate a token after Load.
+  Status Save(const std::string& path) const;
+  // Replaces this session's state by a saved one. Refuses, changing nothing, a file saved for
+  // another model or KV type, one with more tokens than this context, or a corrupt or truncated
+  // file: one line naming the file and the reason.
+  Status Load(const std::string& path);
   const Model& model() const;
   const DecodeProfile& profile() const;  // empty unless SessionOptions::profile
 

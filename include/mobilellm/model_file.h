@@ -104,6 +104,14 @@ class ModelWriter {
   std::vector<Pending> tensors_;
 };
 
+// Writes a small file (not a model) atomically, as ModelWriter does: produce(append) calls
+// append(data, n) for each run of bytes in order; they go to a random temporary name beside `path`
+// (created with O_EXCL | O_NOFOLLOW), which is renamed over `path` at the end and removed on any
+// error, so `path` is always either its old content or the whole new one.
+using AppendBytes = std::function<Status(const void* data, size_t n)>;
+Status WriteFileAtomic(const std::string& path,
+                       const std::function<Status(const AppendBytes&)>& produce);
+
 // Files read whole (a prompt, a config.json, a tokenizer.model) may have at most this many bytes.
 inline constexpr uint64_t kMaxReadFile = 256ull << 20;
 
