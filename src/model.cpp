@@ -15,6 +15,9 @@ struct Model::Impl {
   Weights weights;
   std::optional<Tokenizer> tokenizer;
   const KernelTable* kernels = nullptr;
+  std::optional<ChatTemplate> chat_template;  // the file's, when it has one that parses
+  Status chat_template_status;                // why there is none
+  ChatSpecialTokens chat_tokens;
 };
 
 Model::Model() : impl_(new Impl) {}
@@ -67,7 +70,52 @@ Result<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     return Status::Error(path + ": tokenizer has " + std::to_string(m.tokenizer->size()) +
                          " pieces, more than the model's vocab_size " +
                          std::to_string(f.config().vocab_size));
+  LoadChatTemplate(path, f, m);
   return std::shared_ptr<const Model>(std::move(model));
+}
+
+// The optional chat-template tensors. A template that does not parse (the converter refuses such
+// templates, so the file was made otherwise) does not fail the load: generate still works, and
+// ApplyChatTemplate reports the parse error.
+void Model::LoadChatTemplate(const std::string& path, const ModelFile& f, Impl& m) {
+  auto bytes = [&](const char* name) -> std::optional<std::string> {
+    const format::TensorEntry* e = f.Find(name);
+    if (e == nullptr) return std::nullopt;
+    return std::string(f.Bytes(*e));
+  };
+  m.chat_tokens.bos_token = bytes(format::kBosTokenTensor);
+  m.chat_tokens.eos_token = bytes(format::kEosTokenTensor);
+  const std::optional<std::string> source = bytes(format::kChatTemplateTensor);
+  if (!source) {
+    m.chat_template_status = Status::Error(
+        path +
+        ": this model has no chat template; use `mobilellm generate` with a raw prompt, "
+        "or add one with `mobilellm-convert --chat-template FILE`");
+    return;
+  }
+  auto parsed = ChatTemplate::Parse(*source);
+  if (!parsed.ok()) {
+    m.chat_template_status =
+        Status::Error(path + ": tensor 'chat_template': " + parsed.status().message());
+    return;
+  }
+  m.chat_template = std::move(parsed).value();
+}
+
+const ChatTemplate* Model::chat_template() const {
+  return impl_->chat_template ? &*impl_->chat_template : nullptr;
+}
+
+const ChatSpecialTokens& Model::chat_tokens() const {
+  return impl_->chat_tokens;
+}
+
+Result<std::string> Model::ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                             bool add_generation_prompt) const {
+  if (!impl_->chat_template) return impl_->chat_template_status;
+  auto text = impl_->chat_template->Render(messages, add_generation_prompt, impl_->chat_tokens);
+  if (!text.ok()) return Status::Error(file().path() + ": " + text.status().message());
+  return text;
 }
 
 std::vector<int> Model::Tokenize(std::string_view text, bool add_bos) const {

@@ -250,6 +250,13 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
                   " not allowed (expected " +
                   (spec.is_norm ? "f32" : "f32, f16, bf16, q8_0 or q4_0") + ")");
   }
+  for (const char* name : format::kOptionalByteTensors) {
+    const TensorEntry* e = file->Find(name);
+    if (e == nullptr) continue;
+    if (e->dtype != uint32_t(DType::kU8) || e->rank != 1)
+      return fail("tensor '" + std::string(name) + "': expected u8 bytes of rank 1");
+    expected.push_back({name, {0}, false});
+  }
   if (entries.size() != expected.size()) {
     std::unordered_set<std::string_view> names;
     for (const TensorSpec& spec : expected) names.insert(spec.name);

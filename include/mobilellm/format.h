@@ -49,6 +49,18 @@ inline constexpr const char* kTokenizerTensor = "tokenizer";
 // Version 2, only with ConfigFlags::kLayerKinds: u8 [n_layers], one LayerKind bit set per logical
 // layer. Absent means every layer is a plain RoPE layer with full causal attention.
 inline constexpr const char* kLayerKindsTensor = "layer_kinds";
+// Optional tensors, u8 bytes of rank 1 (the loader checks both when present; files without them
+// load as before, and a reader older than them refuses them as unexpected tensors):
+//   "chat_template"            the model's Jinja chat template, UTF-8, as tokenizer_config.json's
+//                              `chat_template` (or `mobilellm-convert --chat-template FILE`);
+//   "chat_template.bos_token"  the text the template sees as `bos_token` (absent: undefined);
+//   "chat_template.eos_token"  the text the template sees as `eos_token` (absent: undefined).
+// The token tensors are written only beside a template.
+inline constexpr const char* kChatTemplateTensor = "chat_template";
+inline constexpr const char* kBosTokenTensor = "chat_template.bos_token";
+inline constexpr const char* kEosTokenTensor = "chat_template.eos_token";
+inline constexpr const char* kOptionalByteTensors[] = {kChatTemplateTensor, kBosTokenTensor,
+                                                       kEosTokenTensor};
 
 // Element types. Values are stable on disk; gaps are room for the quantized types.
 enum class DType : uint32_t {

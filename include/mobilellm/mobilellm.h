@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mobilellm/chat_template.h"
 #include "mobilellm/config.h"
 #include "mobilellm/kernels.h"
 #include "mobilellm/model_file.h"
@@ -60,12 +61,23 @@ class Model {
   int tokenizer_size() const;
   const Tokenizer& tokenizer() const;
 
+  // The conversation rendered with the file's chat template, as transformers'
+  // apply_chat_template renders it (chat_template.h), ready for Tokenize(text, false): the
+  // template writes any BOS itself. Errors, one line: the file has no template ("...: this model
+  // has no chat template; use `mobilellm generate` ... or `mobilellm-convert --chat-template`"),
+  // its template did not parse, or the template failed on these messages (raise_exception).
+  Result<std::string> ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                        bool add_generation_prompt) const;
+  const ChatTemplate* chat_template() const;     // nullptr when ApplyChatTemplate cannot render
+  const ChatSpecialTokens& chat_tokens() const;  // bos_token / eos_token as the template sees them
+
   struct Weights;
   const Weights& weights() const;
 
  private:
   Model();
   struct Impl;
+  static void LoadChatTemplate(const std::string& path, const ModelFile& f, Impl& m);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -103,6 +103,32 @@ void PrintKernelInfo(const Model& model, int threads) {
 
 // ------------------------------------------------------------------------------------------ info
 
+// "chat template: 1234 bytes, first line: {% set loop_messages = messages %}{% for m...", then
+// the bos/eos token strings it sees, or "chat template: none".
+void PrintChatTemplate(const ModelFile& f) {
+  const auto* t = f.Find(format::kChatTemplateTensor);
+  if (t == nullptr) {
+    std::printf("chat template: none (chat needs one: mobilellm-convert --chat-template FILE)\n");
+    return;
+  }
+  const std::string_view source = f.Bytes(*t);
+  std::string line(source.substr(0, source.find('\n')));
+  if (line.size() > 72) {
+    size_t cut = 72;
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+    line = line.substr(0, cut) + "...";
+  }
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  std::printf("chat template: %zu bytes, first line: %s\n", source.size(), line.c_str());
+  auto token = [&](const char* name) {
+    const auto* e = f.Find(name);
+    return e ? "\"" + std::string(f.Bytes(*e)) + "\"" : std::string("(undefined)");
+  };
+  std::printf("               bos_token %s, eos_token %s\n", token(format::kBosTokenTensor).c_str(),
+              token(format::kEosTokenTensor).c_str());
+}
+
 struct InfoArgs {
   std::string file;
   bool verify = false;
@@ -190,6 +216,7 @@ int RunInfo(const InfoArgs& a) {
     std::printf(", %s: %d (%.2f MiB)", name.c_str(), d.first, d.second / 1048576.0);
   std::printf("\ntokenizer:   %s, %llu bytes\n", tokenizer->Summary().c_str(),
               (unsigned long long)tok->nbytes);
+  PrintChatTemplate(f);
   if (a.verify)
     std::printf("verify:      all %zu checksums match (%.0f ms)\n", f.entries().size(), verify_ms);
   return 0;

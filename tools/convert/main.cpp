@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "chat_template_config.h"
 #include "checkpoint.h"
 #include "mobilellm/model_file.h"
 #include "mobilellm/quantize.h"
@@ -110,12 +111,19 @@ void StoreAs(const float* v, const std::vector<int64_t>& shape, DType dtype, for
 
 struct Args {
   std::string input, output, dtype = "f16", preset, tokenizer, layout = "panels";
+  std::string chat_template;  // --chat-template FILE
   uint64_t seed = 0;
   bool force = false, quiet = false;
 };
 
-// Adds the tokenizer tensor last (tok must stay alive until the write) and writes the file.
-Status AddTokenizerAndWrite(ModelWriter& w, std::string_view tok, const Args& a) {
+// Adds the chat template (the checkpoint's, or --chat-template's), checked, and the tokenizer
+// tensor last (tok and chat must stay alive until the write), and writes the file.
+Status AddTokenizerAndWrite(ModelWriter& w, std::string_view tok, const Args& a,
+                            convert::ChatTemplateConfig& chat) {
+  if (!a.chat_template.empty())
+    MOBILELLM_RETURN_IF_ERROR(convert::OverrideChatTemplate(chat, a.chat_template));
+  MOBILELLM_RETURN_IF_ERROR(convert::CheckChatTemplate(chat));
+  convert::AddChatTemplate(w, chat);
   w.Add(format::kTokenizerTensor, DType::kU8, {int64_t(tok.size())}, [tok](uint8_t* dst) {
     std::memcpy(dst, tok.data(), tok.size());
     return Status();
@@ -154,7 +162,9 @@ int Reencode(const Args& a, DType dtype, const std::string& producer) {
         },
         lt);
   }
-  if (Status s = AddTokenizerAndWrite(w, f.Bytes(*f.Find(format::kTokenizerTensor)), a); !s.ok())
+  convert::ChatTemplateConfig chat = convert::ChatTemplateConfigOf(f);
+  if (Status s = AddTokenizerAndWrite(w, f.Bytes(*f.Find(format::kTokenizerTensor)), a, chat);
+      !s.ok())
     return Fail(s.message());
   if (!a.quiet)
     std::fprintf(stderr, "wrote %s: %s re-encoded as %s\n", a.output.c_str(), a.input.c_str(),
@@ -198,7 +208,8 @@ int Run(const Args& a) {
           },
           lt);
     }
-    if (Status s = AddTokenizerAndWrite(w, tok, a); !s.ok()) return Fail(s.message());
+    convert::ChatTemplateConfig chat;  // only --chat-template: no tokens without a config
+    if (Status s = AddTokenizerAndWrite(w, tok, a, chat); !s.ok()) return Fail(s.message());
     if (!a.quiet)
       std::fprintf(stderr, "wrote %s: random %s, %s, %.2fM parameters\n", a.output.c_str(),
                    a.preset.c_str(), a.dtype.c_str(), config->StoredParams() / 1e6);
@@ -250,7 +261,10 @@ int Run(const Args& a) {
     if (!used.count(name) && !convert::IsIgnorableHfTensor(name))
       return Fail(t.file + ": unexpected tensor '" + name +
                   "' (not part of a MobileLLM/Llama decoder with this config)");
-  if (Status s = AddTokenizerAndWrite(w, ckpt.tokenizer, a); !s.ok()) return Fail(s.message());
+  auto chat = convert::ReadChatTemplateConfig(a.input);
+  if (!chat.ok()) return Fail(chat.status().message());
+  if (Status s = AddTokenizerAndWrite(w, ckpt.tokenizer, a, *chat); !s.ok())
+    return Fail(s.message());
   if (!a.quiet)
     std::fprintf(stderr, "wrote %s: %d blocks x %d, dim %d, %s head, %.2fM parameters, %s\n",
                  a.output.c_str(), c.n_blocks, c.n_repeat, c.dim, c.tied_head ? "tied" : "separate",
@@ -288,6 +302,9 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", a.tokenizer,
                  "SentencePiece tokenizer.model or HF tokenizer.json (with --random)");
   app.add_option("--seed", a.seed, "Seed for --random")->capture_default_str();
+  app.add_option("--chat-template", a.chat_template,
+                 "Jinja chat template file, instead of tokenizer_config.json's chat_template")
+      ->check(CLI::ExistingFile);
   app.add_flag("--force", a.force, "Overwrite the output file");
   app.add_flag("-q,--quiet", a.quiet, "No progress or summary on stderr");
   in->excludes(rnd);
