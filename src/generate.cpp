@@ -134,11 +134,19 @@ Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt
   r.prefill_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
 
   Sampler sampler(options.sampling);
-  std::vector<int> history = prompt_ids;
+  // Everything that grows per token is reserved for the longest possible reply (the context
+  // bounds it), so the decode loop allocates nothing (tests/alloc_test.cpp).
+  const size_t most = size_t(std::max(0, std::min(options.max_tokens, session.n_ctx())));
+  std::vector<int> history;
+  history.reserve(prompt_ids.size() + most + 1);
+  history = prompt_ids;
+  r.ids.reserve(most);
   size_t hold = 0;  // text that could be the start of a stop string is held back
   for (const std::string& s : options.stop) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
   std::string bytes;   // everything generated, as bytes
   size_t emitted = 0;  // bytes of `bytes` already passed to on_text
+  bytes.reserve(most * 8 + 16);
+  r.text.reserve(most * 8 + 16);
   auto emit = [&](size_t upto, int id) {
     const std::string_view piece(bytes.data() + emitted, upto - emitted);
     emitted = upto;
@@ -153,7 +161,8 @@ Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt
       break;
     }
     const int id = sampler.Sample(session.logits(), vocab, history);
-    if (model.config().IsEos(id)) {
+    if (model.config().IsEos(id) ||
+        std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
       r.stop_reason = StopReason::kEos;
       break;
     }

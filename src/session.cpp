@@ -28,12 +28,13 @@ Session::Session() : impl_(new Impl) {}
 Session::~Session() = default;
 const float* Session::logits() const {
   const int vocab = impl_->model->config().vocab_size;
+  if (impl_->last_n == 0) return nullptr;  // nothing evaluated since Create, Truncate or Load
   return impl_->opt.logits_all
              ? &impl_->decoder->logits()[size_t(std::max(0, impl_->last_n - 1)) * vocab]
              : impl_->decoder->logits();
 }
 const float* Session::logits_at(int i) const {
-  return impl_->opt.logits_all
+  return impl_->opt.logits_all && i >= 0 && i < impl_->last_n
              ? &impl_->decoder->logits()[size_t(i) * impl_->model->config().vocab_size]
              : nullptr;
 }

@@ -489,4 +489,9 @@ bool Tokenizer::IsSpecial(int id) const {
   return id >= 0 && id < spm_->size() && spm_->IsControl(id);
 }
 
+std::string Tokenizer::SpecialText(int id) const {
+  if (!IsSpecial(id)) return "";
+  return bpe_ ? std::string(bpe_->PieceBytes(id)) : spm_->piece(id);
+}
+
 }  // namespace mobilellm

@@ -1,9 +1,11 @@
 // "Nothing allocated per token": decode steps (Evaluate + Sample, repetition penalty on) make no
-// heap allocation once the session is warm. Counts calls to the global operator new.
+// heap allocation once the session is warm, and a chat turn's allocations do not grow with its
+// reply. Counts calls to the global operator new.
 #include <atomic>
 #include <cstdlib>
 #include <new>
 
+#include "mobilellm/chat.h"
 #include "mobilellm/mobilellm.h"
 #include "test_util.h"
 
@@ -78,6 +80,42 @@ TEST(Allocations, NonePerDecodedToken) {
       EXPECT_EQ(s->pos(), 12);
     }
   }
+}
+
+// The chat decode path (Chat::Send -> Generate, with the template's end-of-turn text as a stop
+// string): a turn allocates for its prompt, never per reply token, so a 16-token reply and a
+// 48-token one allocate the same number of times.
+TEST(Allocations, NonePerChatReplyToken) {
+  testing::TempDir dir;
+  const auto c =
+      testing::RunCommand(testing::Convert() + " " + testing::Hf("ls-gqa3-tied-bin-f32") + " -o " +
+                          dir / "m.mlm" + " -q --dtype f32 --chat-template " +
+                          MOBILELLM_SOURCE_DIR + "/tests/testdata/templates/chatml.jinja");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  auto model = std::move(Model::Load(dir / "m.mlm")).value();
+  const auto allocations = [&](int n) {
+    SessionOptions o;
+    o.n_threads = 1;
+    auto s = std::move(Session::Create(model, o)).value();
+    auto chat = std::move(Chat::Create(*s, {"system", "Be brief."})).value();
+    GenerateOptions go;
+    go.max_tokens = n;
+    go.sampling.temperature = 0;
+    go.sampling.repeat_penalty = 1.2f;
+    const TokenCallback on_text = [](std::string_view, int) { return true; };
+    const ChatMessage hello{"user", "Hello"};
+    g_allocations = 0;
+    g_counting = true;
+    auto turn = chat->Send(hello, go, on_text);
+    g_counting = false;
+    EXPECT_TRUE(turn.ok());
+    EXPECT_EQ(turn->reply.stop_reason, StopReason::kMaxTokens);
+    EXPECT_EQ(int(turn->reply.ids.size()), n);
+    return g_allocations.load();
+  };
+  const size_t short_reply = allocations(16), long_reply = allocations(48);
+  EXPECT_EQ(long_reply, short_reply);
+  EXPECT_GT(short_reply, 0u) << "the counter counts";
 }
 
 }  // namespace

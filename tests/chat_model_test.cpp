@@ -120,6 +120,10 @@ TEST(ChatModel, RandomWeightsTakeATemplateToo) {
   ASSERT_TRUE(model.ok()) << model.status().message();
   EXPECT_EQ(*(*model)->ApplyChatTemplate({{"user", "Hi"}}, true),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  // No tokenizer_config.json: bos_token and eos_token are the tokenizer's special tokens at the
+  // preset's bos and eos ids.
+  EXPECT_EQ((*model)->chat_tokens().bos_token, std::optional<std::string>("<s>"));
+  EXPECT_EQ((*model)->chat_tokens().eos_token, std::optional<std::string>("</s>"));
 }
 
 TEST(ChatModel, AModelWithoutATemplatePointsToGenerate) {

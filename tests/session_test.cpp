@@ -77,6 +77,36 @@ TEST_F(SessionTest, TruncateThenEvaluateEqualsFresh) {
   }
 }
 
+// logits() is well defined at every step: nullptr when nothing was evaluated since Create, a
+// Truncate that removed tokens, Reset or Load; after one token more, a fresh session's.
+TEST_F(SessionTest, LogitsAreNullUntilATokenIsEvaluated) {
+  const auto model = Load("m.mlm");
+  auto s = NewSession(model, DType::kF32);
+  EXPECT_EQ(s->logits(), nullptr);
+  ASSERT_TRUE(s->Evaluate(Ids(10, 0)).ok());
+  const float* after = s->logits();
+  ASSERT_NE(after, nullptr);
+  s->Truncate(10);  // removes nothing: the logits stay
+  EXPECT_EQ(s->logits(), after);
+  s->Truncate(6);
+  EXPECT_EQ(s->logits(), nullptr);
+  EXPECT_EQ(s->logits_at(0), nullptr);
+  const int seventh = Ids(10, 0)[6];
+  ASSERT_TRUE(s->Evaluate(&seventh, 1).ok());
+  EXPECT_EQ(s->logits(), after) << "the decoder's buffer, refilled";
+  testing::TempDir dir;
+  ASSERT_TRUE(s->Save(dir / "s").ok());
+  auto loaded = NewSession(model, DType::kF32);
+  ASSERT_TRUE(loaded->Load(dir / "s").ok());
+  EXPECT_EQ(loaded->logits(), nullptr);
+  const int next = 42;
+  ASSERT_TRUE(loaded->Evaluate(&next, 1).ok());
+  ASSERT_TRUE(s->Evaluate(&next, 1).ok());
+  EXPECT_TRUE(SameLogits(*loaded, *s));
+  loaded->Reset();
+  EXPECT_EQ(loaded->logits(), nullptr);
+}
+
 TEST_F(SessionTest, TruncateBeyondPosChangesNothing) {
   const auto model = Load("m.mlm");
   auto s = NewSession(model, DType::kF16);

@@ -124,8 +124,11 @@ class Session {
   Status Evaluate(const int* ids, int n);
   Status Evaluate(const std::vector<int>& ids) { return Evaluate(ids.data(), int(ids.size())); }
 
-  const float* logits() const;  // [vocab_size] after the last evaluated token
-  // [vocab_size] after token i of the last Evaluate call; needs logits_all.
+  // [vocab_size] after the last evaluated token; nullptr when no token was evaluated since
+  // Create, a Truncate that removed tokens, Reset or Load (the cache then holds no logits).
+  const float* logits() const;
+  // [vocab_size] after token i of the last Evaluate call (chunk); needs logits_all, else nullptr,
+  // as it is for i outside that call and after Truncate, Reset or Load.
   const float* logits_at(int i) const;
   int pos() const;  // tokens in the KV cache
   int n_ctx() const;
@@ -134,12 +137,13 @@ class Session {
   // The ids in the KV cache, tokens()[i] at position i (tokens().size() == pos()).
   const std::vector<int>& tokens() const;
   // Rewinds to the first n tokens (n >= pos() changes nothing): evaluating from there gives
-  // bit-identical logits to a fresh session fed the same ids. logits() is stale until then.
+  // bit-identical logits to a fresh session fed the same ids. logits() is nullptr until then.
   void Truncate(int n);
 
   // Writes the KV cache and the token history to `path` atomically (a temporary file renamed over
   // it). The file names the model by a checksum of its config and tensor table (which holds every
-  // tensor's CRC-32) and the KV type; logits are not saved: evaluate a token after Load.
+  // tensor's CRC-32) and the KV type. Logits are not saved: after Load, logits() is nullptr
+  // until a token is evaluated (a chat re-evaluates the last id it reuses).
   Status Save(const std::string& path) const;
   // Replaces this session's state by a saved one. Refuses, changing nothing, a file saved for
   // another model or KV type, one with more tokens than this context, or a corrupt or truncated
@@ -185,6 +189,7 @@ struct GenerateOptions {
   int max_tokens = 128;
   SamplerOptions sampling;
   std::vector<std::string> stop;              // stop when the output contains one (not printed)
+  std::vector<int> stop_ids;                  // end the output as an EOS id does (not included)
   const std::atomic<bool>* cancel = nullptr;  // checked before every token
 };
 

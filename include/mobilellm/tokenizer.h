@@ -53,6 +53,9 @@ class Tokenizer {
   // Whether `id` is a control token: SentencePiece type CONTROL (<s>, </s>), byte-level BPE an
   // added token marked special (<|begin_of_text|>, <|eot_id|>). False out of range.
   bool IsSpecial(int id) const;
+  // A special token's text as a chat template writes it ("<s>", "<|begin_of_text|>"); "" when
+  // `id` is not special.
+  std::string SpecialText(int id) const;
   // One line for `mobilellm info`: the kind, its pre-tokenizer, and how many tokens.
   std::string Summary() const;
 

@@ -16,6 +16,8 @@
 #include <sstream>
 
 #include "bench.h"
+#include "chat.h"
+#include "common.h"
 #include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
 #include "threads.h"
@@ -24,18 +26,25 @@
 #define MOBILELLM_SOURCE_DIR "."
 #endif
 
-namespace {
+namespace mobilellm::cli {
 
-using namespace mobilellm;
-using Clock = std::chrono::steady_clock;
-
-constexpr const char* kDemoModel = "demo-austen.mlm";
 std::atomic<bool> g_cancel{false};
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "mobilellm: error: %s\n", message.c_str());
   return 1;
 }
+
+}  // namespace mobilellm::cli
+
+namespace {
+
+using namespace mobilellm;
+using cli::Fail;
+using cli::g_cancel;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDemoModel = "demo-austen.mlm";
 
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -81,6 +90,10 @@ void ExitCleanlyIfChanged(const std::string& path) {
   std::signal(SIGBUS, ExitOnSigbus);
 }
 
+}  // namespace
+
+namespace mobilellm::cli {
+
 Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, bool verbose) {
   if (path.empty()) {
     path = DefaultModel();
@@ -95,6 +108,42 @@ Result<std::shared_ptr<const Model>> LoadModel(std::string path, bool preload, b
   ExitCleanlyIfChanged(path);
   return Model::Load(path, lo);
 }
+
+void AddSamplingFlags(CLI::App* app, SamplingFlags& f) {
+  app->add_option("--temp", f.temp, "Temperature; 0 = greedy")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--top-k", f.top_k, "Keep the k most likely tokens; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--top-p", f.top_p, "Nucleus sampling mass; 1 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--min-p", f.min_p, "Drop tokens below min-p * p(best); 0 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--repeat-penalty", f.repeat_penalty, "Penalty for recent tokens; 1 = off")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--repeat-last-n", f.repeat_last_n, "Tokens the repeat penalty looks back over")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--seed", f.seed, "Random seed; default: random")->check(CLI::NonNegativeNumber);
+}
+
+SamplerOptions ToSamplerOptions(const SamplingFlags& f) {
+  SamplerOptions o;
+  o.temperature = f.temp, o.top_k = f.top_k, o.top_p = f.top_p, o.min_p = f.min_p;
+  o.repeat_penalty = f.repeat_penalty, o.repeat_last_n = f.repeat_last_n;
+  o.seed = f.seed >= 0 ? uint64_t(f.seed) : std::random_device{}();
+  return o;
+}
+
+}  // namespace mobilellm::cli
+
+namespace {
+
+using cli::LoadModel;
 
 void PrintKernelInfo(const Model& model, int threads) {
   std::fprintf(stderr, "kernels: %s (cpu: %s), threads: %d\n", model.kernels().name,
@@ -251,11 +300,9 @@ struct GenerateArgs {
   bool prompt_given = false;
   int n = 128, threads = 0, ctx = 0;
   std::string kv_type = "f16";
-  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
-  int top_k = 40, repeat_last_n = 64;
-  int64_t seed = -1;
+  cli::SamplingFlags sampling;
   std::vector<std::string> stop;
-  bool json = false, verbose = false, preload = false;
+  bool json = false, verbose = false, preload = false, no_bos = false;
 };
 
 int RunGenerate(GenerateArgs& a) {
@@ -287,13 +334,10 @@ int RunGenerate(GenerateArgs& a) {
   go.max_tokens = a.n;
   go.stop = a.stop;
   go.cancel = &g_cancel;
-  go.sampling.temperature = a.temp, go.sampling.top_k = a.top_k, go.sampling.top_p = a.top_p;
-  go.sampling.min_p = a.min_p, go.sampling.repeat_penalty = a.repeat_penalty;
-  go.sampling.repeat_last_n = a.repeat_last_n;
-  go.sampling.seed = a.seed >= 0 ? uint64_t(a.seed) : std::random_device{}();
+  go.sampling = cli::ToSamplerOptions(a.sampling);
   std::signal(SIGINT, [](int) { g_cancel.store(true); });
 
-  const std::vector<int> prompt_ids = model->Tokenize(prompt);
+  const std::vector<int> prompt_ids = model->Tokenize(prompt, !a.no_bos);
   // The prompt is echoed with the first generated text, not before: Generate refuses a prompt
   // longer than the context only after it is called, and a script reading stdout must see the
   // whole result or nothing. Once the prompt is in, decoding has nothing left to refuse.
@@ -440,25 +484,7 @@ int main(int argc, char** argv) {
   gen->add_option("-n,--n-predict", g.n, "Tokens to generate at most")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  gen->add_option("--temp", g.temp, "Temperature; 0 = greedy")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  gen->add_option("--top-k", g.top_k, "Keep the k most likely tokens; 0 = off")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  gen->add_option("--top-p", g.top_p, "Nucleus sampling mass; 1 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  gen->add_option("--min-p", g.min_p, "Drop tokens below min-p * p(best); 0 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  gen->add_option("--repeat-penalty", g.repeat_penalty, "Penalty for recent tokens; 1 = off")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  gen->add_option("--repeat-last-n", g.repeat_last_n, "Tokens the repeat penalty looks back over")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  gen->add_option("--seed", g.seed, "Random seed; default: random")->check(CLI::NonNegativeNumber);
+  cli::AddSamplingFlags(gen, g.sampling);
   gen->add_option("-t,--threads", g.threads, "Threads; default: physical cores")
       ->check(CLI::Range(1, 256));
   gen->add_option("-c,--ctx", g.ctx, "Context length (KV cache); default: the model's")
@@ -467,11 +493,16 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f16", "f32"}));
   gen->add_option("--stop", g.stop, "Stop when this string is generated (repeatable)");
+  gen->add_flag("--no-bos", g.no_bos,
+                "Do not prepend BOS (the prompt has its own, as a rendered chat template does)");
   gen->add_flag("--json", g.json, "Print one JSON object (ids, text, timings) instead of the text");
   gen->add_flag("--preload", g.preload, "Fault in and lock all weights at load");
   gen->add_flag("-v,--verbose", g.verbose,
                 "Print the kernel table, CPU features and threads; at the end, how much of the "
                 "weights 2 MiB pages map");
+
+  cli::ChatArgs ch;
+  CLI::App* chat = cli::AddChatCommand(app, ch);
 
   TokenizeArgs tk;
   auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text");
@@ -546,6 +577,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (*gen) return RunGenerate(g);
+  if (*chat) return cli::RunChat(ch);
   if (*tok) return RunTokenize(tk);
   if (*info) return RunInfo(in);
   if (*ppl) return RunPerplexity(pp);

@@ -208,7 +208,16 @@ int Run(const Args& a) {
           },
           lt);
     }
-    convert::ChatTemplateConfig chat;  // only --chat-template: no tokens without a config
+    // Only --chat-template gives a template; its bos_token / eos_token are the tokenizer's
+    // special tokens at the preset's bos and eos ids, as a checkpoint's tokenizer_config says.
+    convert::ChatTemplateConfig chat;
+    if (!a.chat_template.empty()) {
+      auto parsed = Tokenizer::Parse(tok_r->kind, tok);
+      if (!parsed.ok()) return Fail(a.tokenizer + ": " + parsed.status().message());
+      for (auto [id, token] :
+           {std::pair{config->bos_id, &chat.bos_token}, std::pair{config->eos_id, &chat.eos_token}})
+        if (const std::string text = parsed->SpecialText(id); !text.empty()) *token = text;
+    }
     if (Status s = AddTokenizerAndWrite(w, tok, a, chat); !s.ok()) return Fail(s.message());
     if (!a.quiet)
       std::fprintf(stderr, "wrote %s: random %s, %s, %.2fM parameters\n", a.output.c_str(),
