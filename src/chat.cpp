@@ -70,7 +70,8 @@ std::vector<int> Chat::Ids(const std::string& text) const {
   }
   if (n == 0) return model.Tokenize(text, false);
   std::vector<int> ids(session_.tokens().begin(), session_.tokens().begin() + n);
-  const std::vector<int> rest = model.Tokenize(std::string_view(text).substr(end), false);
+  const std::vector<int> rest =
+      model.tokenizer().Encode(std::string_view(text).substr(end), /*continuation=*/true);
   ids.insert(ids.end(), rest.begin(), rest.end());
   return ids;
 }

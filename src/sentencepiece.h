@@ -23,8 +23,9 @@ class SentencePiece {
   // than BPE with the identity normalizer are rejected with a message saying why.
   static Result<SentencePiece> Parse(std::string_view proto);
 
-  // Text -> ids (no BOS/EOS).
-  std::vector<int> Encode(std::string_view text) const;
+  // Text -> ids (no BOS/EOS). A continuation of earlier text gets no dummy prefix and keeps its
+  // leading spaces, as the text's part of a whole encoding would.
+  std::vector<int> Encode(std::string_view text, bool continuation = false) const;
   // ids -> text as SentencePiece decodes it: control ids dropped, byte pieces joined into UTF-8
   // (invalid sequences become U+FFFD), the dummy-prefix space removed.
   std::string Decode(const std::vector<int>& ids) const;

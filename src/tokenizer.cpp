@@ -279,16 +279,16 @@ void SentencePiece::Emit(const std::string& whole, const Splits& splits,
   }
 }
 
-std::vector<int> SentencePiece::Encode(std::string_view text) const {
+std::vector<int> SentencePiece::Encode(std::string_view text, bool continuation) const {
   // Identity normalization: invalid UTF-8 bytes become U+FFFD, spaces become "▁", a dummy "▁"
   // goes in front, and (when the model asks) runs of spaces collapse.
   std::string norm;
   const std::string space = escape_whitespaces_ ? std::string(kSpaceSymbol) : std::string(" ");
-  if (remove_extra_whitespaces_)
+  if (remove_extra_whitespaces_ && !continuation)
     while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
   if (text.empty()) return {};
-  if (add_dummy_prefix_) norm += space;
-  bool prev_space = remove_extra_whitespaces_;
+  if (add_dummy_prefix_ && !continuation) norm += space;
+  bool prev_space = remove_extra_whitespaces_ && !continuation;
   while (!text.empty()) {
     const size_t n = utf8::CharLen(text);
     if (n == 0) {
@@ -454,8 +454,8 @@ format::TokenizerKind Tokenizer::kind() const {
   return bpe_ ? format::TokenizerKind::kByteLevelBpe : format::TokenizerKind::kSentencePiece;
 }
 
-std::vector<int> Tokenizer::Encode(std::string_view text) const {
-  return bpe_ ? bpe_->Encode(text) : spm_->Encode(text);
+std::vector<int> Tokenizer::Encode(std::string_view text, bool continuation) const {
+  return bpe_ ? bpe_->Encode(text) : spm_->Encode(text, continuation);
 }
 
 std::string Tokenizer::Decode(const std::vector<int>& ids) const {

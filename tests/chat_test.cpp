@@ -81,7 +81,9 @@ TEST_F(ChatCli, ScriptedChatEqualsGenerateAndReusesTurnOne) {
   const std::string both = *model->ApplyChatTemplate(
       {{"user", "Hello there"}, {"assistant", turns[0]["text"]}, {"user", "And again"}}, true);
   std::string tail = both.substr(rendered.size() + turns[0]["text"].get<std::string>().size());
-  EXPECT_EQ(turns[1]["prompt_ids"].get<std::vector<int>>(), model->Tokenize(tail, false));
+  // ... tokenized as the continuation it is (no SentencePiece dummy prefix in mid-conversation).
+  EXPECT_EQ(turns[1]["prompt_ids"].get<std::vector<int>>(), model->tokenizer().Encode(tail, true));
+  EXPECT_NE(model->tokenizer().Encode(tail, true), model->Tokenize(tail, false));
 
   // The same chat as JSON messages.
   const auto j = Chat("--json --temp 0 -n 12",

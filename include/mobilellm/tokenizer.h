@@ -34,8 +34,10 @@ class Tokenizer {
   format::TokenizerKind kind() const;
 
   // Text -> ids (no BOS/EOS). Byte-level BPE matches added tokens (special ones included) in
-  // the text; SentencePiece never makes control tokens from text.
-  std::vector<int> Encode(std::string_view text) const;
+  // the text; SentencePiece never makes control tokens from text. `continuation`: the text
+  // continues earlier text (a chat's new turn after the cached ones), so SentencePiece adds no
+  // dummy-prefix space and keeps leading spaces; byte-level BPE encodes it the same either way.
+  std::vector<int> Encode(std::string_view text, bool continuation = false) const;
   // ids -> text. SentencePiece: as SentencePiece decodes (control ids dropped, byte pieces joined
   // into UTF-8, the dummy-prefix space removed). Byte-level BPE: as Tokenizers.js decodes with
   // clean_up_tokenization_spaces off (special tokens as their text, invalid UTF-8 as U+FFFD).
