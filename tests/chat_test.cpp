@@ -1,6 +1,7 @@
 // `mobilellm chat` as a script and a user drive it: a scripted chat equals `generate` on the
 // rendered conversation, turn 2 reuses all of turn 1, the context drops its oldest exchanges,
 // every stop reason, one-line errors, and (chat_pty.py) Ctrl-C on a terminal.
+#include <algorithm>
 #include <sstream>
 
 #include "mobilellm/chat.h"
@@ -184,6 +185,31 @@ TEST_F(ChatCli, TheTemplatesEndOfTurnEndsAReply) {
   // The tiny SentencePiece vocabulary has no <|im_end|> token: the text is a stop string.
   EXPECT_EQ(chat->end_of_turn_id(), -1);
   EXPECT_EQ(chat->end_of_turn_text(), "<|im_end|>");
+  // A Zephyr-style template ends a turn with the control token </s>: an id, not a text.
+  auto zephyr = ChatTemplate::Parse(
+      "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|assistant|>\n{% endif %}");
+  ASSERT_TRUE(zephyr.ok()) << zephyr.status().message();
+  auto chat2 = std::move(Chat::Create(*session, {}, std::move(zephyr).value())).value();
+  EXPECT_EQ(chat2->end_of_turn_id(), model->tokenizer().TokenId("</s>"));
+  EXPECT_EQ(chat2->end_of_turn_text(), "");
+
+  // An end-of-turn id ends the reply as EOS does (GenerateOptions::stop_ids), not included.
+  GenerateOptions go;
+  go.max_tokens = 6;
+  go.sampling.temperature = 0;
+  const std::vector<int> prompt = model->Tokenize("Hello");
+  auto all = Generate(*session, prompt, go, nullptr);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->ids.size(), 6u);
+  go.stop_ids = {all->ids[3]};
+  session->Reset();
+  auto cut = Generate(*session, prompt, go, nullptr);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->stop_reason, StopReason::kEos);
+  const size_t first_stop =
+      size_t(std::find(all->ids.begin(), all->ids.end(), all->ids[3]) - all->ids.begin());
+  EXPECT_EQ(cut->ids, std::vector<int>(all->ids.begin(), all->ids.begin() + first_stop));
 }
 
 TEST_F(ChatCli, UndoResetSaveAndLoad) {
