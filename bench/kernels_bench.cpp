@@ -1,7 +1,10 @@
-// Google Benchmark entries for every (op, kernel table), from the same registry the engine and the
-// tests use, at the real MobileLLM-125M and 350M shapes.
+// Google Benchmark entries for every matmul and attention variant and every elementwise op of
+// every kernel table, from the same registry the engine and the tests use, at the real
+// MobileLLM-125M and 350M shapes: matmul/<table>/<variant>/<shape>[.panels]/tokens:<n>,
+// attend/<table>/<variant>/keys:<n>, <op>/<table>/n:<n>. A variant is timed once, in the first
+// table the CPU supports that lists it (the x86 tables share the AVX2 bodies).
 //
-//   build/bench/kernels_bench --benchmark_filter='matmul/q8_0' --benchmark_min_time=0.5
+//   build/bench/kernels_bench --benchmark_filter='matmul/.*/q8_0' --benchmark_min_time=0.5
 //
 // Decode-shaped matmuls (1 token) rotate through copies of the matrix totalling > 256 MiB, so
 // the weights come from DRAM as they do in a real decode step; counters: weight GB/s and GFLOP/s.
@@ -12,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,13 +59,14 @@ std::vector<uint8_t> Encode(const std::vector<float>& f, int rows, int cols, DTy
 
 bool Supported(benchmark::State& state, const KernelTable& k) {
   if (k.supported(CpuFeatures::Get())) return true;
-  state.SkipWithError((std::string("needs ") + k.requires).c_str());
+  state.SkipWithError((std::string("needs ") + k.features).c_str());
   return false;
 }
 
-void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::Layout layout,
-               int rows, int cols, int n_tokens) {
+void BM_Matmul(benchmark::State& state, const KernelTable* k, const MatmulKernel* m,
+               format::Layout layout, int rows, int cols, int n_tokens) {
   if (!Supported(state, *k)) return;
+  const DType dt = m->weights;
   const auto wf = Random(size_t(rows) * cols, 1);
   const std::vector<uint8_t> one = Encode(wf, rows, cols, dt, layout);
   // Enough copies to defeat the caches for decode shapes; one for prefill (compute-bound).
@@ -83,7 +88,7 @@ void BM_Matmul(benchmark::State& state, const KernelTable* k, DType dt, format::
   size_t c = 0;
   for (auto _ : state) {
     const WeightView w{arena.data() + c * one.size(), dt, rows, cols, layout};
-    k->matmul[WeightTypeIndex(dt)](in, w, 0, rows, y.data(), rows);
+    m->fn(in, w, 0, rows / m->row_multiple * m->row_multiple, y.data(), rows);
     benchmark::DoNotOptimize(y.data());
     c = (c + 1) % copies;
   }
@@ -119,9 +124,6 @@ constexpr ElementwiseOp kElementwiseOps[] = {
        k.rmsnorm(b.x.data(), b.w.data(), n, 1e-5f, b.y.data());
      },
      [](int n) { return 12.0 * n; }},
-    {"softmax",  // y in place
-     [](const KernelTable& k, ElementwiseData& b, int n) { k.softmax(b.y.data(), n); },
-     [](int n) { return 8.0 * n; }},
     {"silu_mul",  // gate in place, up in
      [](const KernelTable& k, ElementwiseData& b, int n) { k.silu_mul(b.y.data(), b.w.data(), n); },
      [](int n) { return 12.0 * n; }},
@@ -135,11 +137,6 @@ constexpr ElementwiseOp kElementwiseOps[] = {
        k.rope(b.y.data(), n / 64, 64, b.cos.data(), b.sin.data(), 0);
      },
      [](int n) { return 8.0 * n + 256; }},
-    {"dot",  // x, w in
-     [](const KernelTable& k, ElementwiseData& b, int n) {
-       benchmark::DoNotOptimize(k.dot(b.x.data(), b.w.data(), n));
-     },
-     [](int n) { return 8.0 * n; }},
 };
 
 void BM_Elementwise(benchmark::State& state, const KernelTable* k, const ElementwiseOp* op, int n) {
@@ -156,8 +153,9 @@ void BM_Elementwise(benchmark::State& state, const KernelTable* k, const Element
 
 // One 125M GQA group (3 query heads of head_dim 64 sharing a KV head) against n_keys cached
 // positions of its KV head (key blocks and value rows, as the engine holds them), f32 or f16.
-void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys, bool f16) {
+void BM_Attend(benchmark::State& state, const KernelTable* k, const AttendKernel* a, int n_keys) {
   if (!Supported(state, *k)) return;
+  const bool f16 = a->kv == DType::kF16;
   const int hd = 64, stride = hd, n_q = 3;  // as the engine's cache: one KV head's rows
   const size_t key_elems = size_t((n_keys + kKeyBlock - 1) / kKeyBlock) * kKeyBlock * hd;
   auto q = Random(size_t(n_q) * hd, 3), keys = Random(key_elems, 4),
@@ -169,8 +167,7 @@ void BM_Attend(benchmark::State& state, const KernelTable* k, int n_keys, bool f
   const void* vp = f16 ? static_cast<const void*>(values16.data()) : values.data();
   std::vector<float> scores(size_t(n_q) * n_keys), out(size_t(n_q) * hd);
   for (auto _ : state) {
-    k->attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data(),
-                   nullptr);
+    a->fn(q.data(), n_q, kp, vp, n_keys, stride, hd, 0.125f, scores.data(), out.data(), nullptr);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -192,43 +189,57 @@ constexpr Shape kShapes[] = {
     {"350m.ffn_up", 2560, 960},   {"350m.ffn_down", 960, 2560},
 };
 
+// The variants of table k not timed yet (by name, in `seen`).
+void RegisterVariants(const KernelTable* k, std::set<std::string>* seen) {
+  for (const MatmulKernel& m : k->matmuls) {
+    if (!seen->insert(m.name).second) continue;
+    const bool ref = std::string(m.name).ends_with("_ref");
+    for (format::Layout layout : {format::Layout::kRows, format::Layout::kPanels}) {
+      const bool panels = layout == format::Layout::kPanels;
+      if (panels && !format::IsQuantized(uint32_t(m.weights))) continue;
+      for (const Shape& s : kShapes) {
+        for (int tokens : {1, 128}) {
+          if (ref && tokens > 1) continue;  // minutes per call: not informative
+          const MatmulInput in{nullptr, nullptr, nullptr, tokens, s.cols};
+          if (!m.Serves(in, WeightView{nullptr, m.weights, s.rows, s.cols, layout}, s.rows))
+            continue;
+          const std::string name = std::string("matmul/") + k->name + "/" + m.name + "/" + s.name +
+                                   (panels ? ".panels" : "") + "/tokens:" + std::to_string(tokens);
+          benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, k, &m, layout, s.rows, s.cols,
+                                       tokens)
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+  }
+  for (const AttendKernel& a : k->attends) {
+    if (!seen->insert(a.name).second) continue;
+    for (int n_keys : {128, 2048}) {
+      if (!a.Serves(a.kv, 64, n_keys)) continue;  // the 125M head size
+      const std::string name =
+          std::string("attend/") + k->name + "/" + a.name + "/keys:" + std::to_string(n_keys);
+      benchmark::RegisterBenchmark(name.c_str(), BM_Attend, k, &a, n_keys);
+    }
+  }
+}
+
 void RegisterAll() {
   std::vector<const KernelTable*> tables = AllKernelTables();
 #if defined(MOBILELLM_TEST_TWINS)
   tables.push_back(&kAvxVnniEvexTwin);
 #endif
+  // Variants: those of the tables this CPU runs first, so a body shared by tables is timed where it
+  // runs; then the rest, which report what they need.
+  std::set<std::string> seen;
+  for (const KernelTable* k : tables)
+    if (k->supported(CpuFeatures::Get())) RegisterVariants(k, &seen);
+  for (const KernelTable* k : tables)
+    if (!k->supported(CpuFeatures::Get())) RegisterVariants(k, &seen);
   for (const KernelTable* k : tables) {
-    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-      // Quantized types twice: planar rows ("q8_0") and the converter's panels ("q8_0.panels").
-      for (format::Layout layout : {format::Layout::kRows, format::Layout::kPanels}) {
-        const bool panels = layout == format::Layout::kPanels;
-        if (panels && !format::IsQuantized(uint32_t(dt))) continue;
-        const std::string type =
-            std::string(format::DTypeName(uint32_t(dt))) + (panels ? ".panels" : "");
-        for (const Shape& s : kShapes) {
-          for (int tokens : {1, 128}) {
-            if (std::string(k->name) == "ref" && tokens > 1)
-              continue;  // minutes per call: not informative
-            const std::string name = "matmul/" + type + "/" + k->name + "/" + s.name +
-                                     "/tokens:" + std::to_string(tokens);
-            benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, k, dt, layout, s.rows, s.cols,
-                                         tokens)
-                ->Unit(benchmark::kMicrosecond);
-          }
-        }
-      }
-    }
     for (const ElementwiseOp& op : kElementwiseOps) {
       for (int n : {576, 1536, 2048}) {
         const std::string name = std::string(op.name) + "/" + k->name + "/n:" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), BM_Elementwise, k, &op, n);
-      }
-    }
-    for (bool f16 : {false, true}) {
-      for (int n_keys : {128, 2048}) {
-        const std::string name = std::string("attend/") + (f16 ? "f16/" : "f32/") + k->name +
-                                 "/keys:" + std::to_string(n_keys);
-        benchmark::RegisterBenchmark(name.c_str(), BM_Attend, k, n_keys, f16);
       }
     }
   }

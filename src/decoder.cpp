@@ -79,8 +79,7 @@ const float* Decoder::Ffn(const Block& blk, const float* h, int n) {
 void Decoder::Embed(const int* ids, int n) {
   const Tensor& e = w_.token_embd;
   const WeightView embd{e.data, e.dtype, c_.vocab_size, c_.dim, e.layout};
-  for (int t = 0; t < n; ++t)
-    k_.row_to_f32[WeightTypeIndex(e.dtype)](embd, ids[t], &x_[size_t(t) * c_.dim]);
+  for (int t = 0; t < n; ++t) k_.row_to_f32(embd, ids[t], &x_[size_t(t) * c_.dim]);
 }
 
 const float* Decoder::RmsNorm(const Residual& x, const Tensor& weight, Phase phase) {
@@ -146,13 +145,13 @@ void Decoder::Attend(int layer, KvCache::LayerView kv, int n, int pos0) {
   const ModelConfig& c = c_;
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  const AttendFn attend = k_.attend[opt_.kv_type == DType::kF16];
   const auto first_key = [&](int t) { return c.FirstKey(layer, pos0 + t); };
   sched_.Attention(n, c.n_kv_heads, pos0, first_key, att_.data(),
                    [&](int t, int kvh, int p0, int p1, int thread, float* out, float* lse) {
-                     attend(&q_[size_t(t) * c.q_dim() + kvh * group * hd], group, kv.Keys(kvh, p0),
-                            kv.Values(kvh, p0), p1 - p0, hd, hd, scale,
-                            &scores_[size_t(thread) * group * opt_.n_ctx], out, lse);
+                     mobilellm::Attend(k_, opt_.kv_type,
+                                       &q_[size_t(t) * c.q_dim() + kvh * group * hd], group,
+                                       kv.Keys(kvh, p0), kv.Values(kvh, p0), p1 - p0, hd, hd, scale,
+                                       &scores_[size_t(thread) * group * opt_.n_ctx], out, lse);
                    });
   if (timing_)
     profile_.phases[kAttention].cache_bytes +=

@@ -50,7 +50,7 @@ void Scheduler::Matmuls(int n_tokens, std::initializer_list<MatmulJob> jobs, con
       const MatmulJob& job = jobs.begin()[j + part];
       const WeightView w{job.w->data, job.w->dtype, int(job.w->rows()), int(job.w->cols()),
                          job.w->layout};
-      k_.matmul[WeightTypeIndex(w.dtype)](in, w, r0, r1, job.y, job.y_stride);
+      Matmul(k_, in, w, r0, r1, job.y, job.y_stride);
     }
     if (silu_gate) {
       const MatmulJob &gate = jobs.begin()[0], &up = jobs.begin()[1];

@@ -8,9 +8,14 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAmxEmulatedTwin =
-    avx2::MakeTable("amx_emulated_twin", MOBILELLM_AVX512VNNI_REQUIRES, avx512::Supported,
-                    amx::MatmulQ<DType::kQ8_0>, amx::MatmulQ<DType::kQ4_0>,
-                    avx512::Attend<DType::kF32>, avx512::Attend<DType::kF16>);
+extern const KernelTable kAmxEmulatedTwin = [] {
+  KernelTable t = avx2::kTable;
+  t.name = "amx_emulated_twin";
+  t.features = MOBILELLM_AVX512VNNI_FEATURES;
+  t.supported = avx512::Supported;
+  t.matmuls = amx::kTableMatmuls;
+  t.attends = amx::kTableAttends;
+  return t;
+}();
 
 }  // namespace mobilellm

@@ -6,9 +6,16 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAvxVnniEvexTwin = avx2::MakeTable(
-    "avxvnni_evex_twin", "avx2 fma f16c avx512vl avx512vnni",
-    [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c && f.avx512vl && f.avx512vnni; },
-    avxvnni::MatmulQ<DType::kQ8_0>, avxvnni::MatmulQ<DType::kQ4_0>);
+extern const KernelTable kAvxVnniEvexTwin = [] {
+  KernelTable t = avx2::kTable;
+  t.name = "avxvnni_evex_twin";
+  t.features = "avx2 fma f16c avx512vl avx512vnni";
+  t.supported = [](const CpuFeatures& f) {
+    return f.avx2 && f.fma && f.f16c && f.avx512vl && f.avx512vnni;
+  };
+  t.matmuls = avxvnni::kTableMatmuls;
+  t.attends = avxvnni::kTableAttends;
+  return t;
+}();
 
 }  // namespace mobilellm

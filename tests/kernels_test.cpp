@@ -1,13 +1,19 @@
-// Every op of every kernel table this CPU supports, against the scalar reference table.
+// Every op and every matmul and attention variant of every kernel table this CPU supports,
+// against the scalar reference table: the ops and each table's choice of variant as
+// Kernels.<Op>/<table>, each variant on every shape it serves as
+// KernelVariants.<Op>/<table>_<variant> (and AttendVariants.*).
 //
 // Sizes probe the SIMD edges (1, lanes - 1, lanes, lanes + 1, 4 * lanes + 3) and the real
 // MobileLLM shapes. Tolerances: a dot product of n terms may differ from the reference by
 // summation order only, bounded by ~n * eps * sum|x_i * w_i|; elementwise ops by a few ulps;
-// exp-based ops (softmax, SiLU) by the SIMD exp's 2e-7 relative error plus rounding.
+// exp-based ops (attention, SiLU) by the SIMD exp's 2e-7 relative error plus rounding.
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "mobilellm/kernels.h"
@@ -47,40 +53,68 @@ std::vector<uint8_t> Encode(const std::vector<float>& v, DType dt) {
   return out;
 }
 
+void SkipUnlessSupported(const KernelTable& k) {
+  if (!k.supported(CpuFeatures::Get()))
+    GTEST_SKIP() << "table " << k.name << " needs " << k.features << "; this CPU has "
+                 << CpuFeatures::Get().ToString();
+}
+
 class Kernels : public ::testing::TestWithParam<const KernelTable*> {
  protected:
-  void SetUp() override {
-    if (!GetParam()->supported(CpuFeatures::Get()))
-    GTEST_SKIP() << "table " << GetParam()->name << " needs " << GetParam()->requires
-                 << "; this CPU has " << CpuFeatures::Get().ToString();
-  }
+  void SetUp() override { SkipUnlessSupported(*GetParam()); }
   const KernelTable& k() { return *GetParam(); }
+};
+
+// What a matmul test runs: a table's choice of variants (Matmul), or one variant on the calls it
+// serves.
+struct MatmulUnderTest {
+  const KernelTable* table;
+  const MatmulKernel* variant;  // null: the table's choice
+
+  bool Serves(DType dt, format::Layout layout, int rows, int cols, int n_tokens) const {
+    return !variant || variant->Serves(MatmulInput{nullptr, nullptr, nullptr, n_tokens, cols},
+                                       WeightView{nullptr, dt, rows, cols, layout}, rows);
+  }
+  // Rows [r0, r1) when Serves(); returns the end of the rows it computed (a variant with a row
+  // multiple leaves the rest).
+  int Run(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int stride) const {
+    if (!variant) {
+      Matmul(*table, in, w, r0, r1, y, stride);
+      return r1;
+    }
+    const int end = r0 + (r1 - r0) / variant->row_multiple * variant->row_multiple;
+    variant->fn(in, w, r0, end, y, stride);
+    return end;
+  }
 };
 
 constexpr int kSizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 35, 64, 576, 1536};
 constexpr float kCanary = 12345.0f;
 
-TEST_P(Kernels, MatmulFloatWeights) {
+// Float weights against the reference; adds the number of calls checked to *checked.
+void CheckMatmulFloatWeights(const MatmulUnderTest& m, int* checked) {
   const int rows_list[] = {1, 3, 4, 5, 17, 64};
   const int tokens_list[] = {1, 2, 3, 5};
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int cols : kSizes) {
       for (int rows : rows_list) {
         for (int n_tok : tokens_list) {
+          const int r0 = rows > 4 ? 1 : 0, r1 = rows;  // a sub-range, as a thread would get
+          if (!m.Serves(dt, format::Layout::kRows, r1 - r0, cols, n_tok)) continue;
           const auto wf = Random(size_t(rows) * cols, 1 + rows + cols, 0.5f);
           const auto w = Encode(wf, dt);
           const auto x = Random(size_t(n_tok) * cols, 7 + cols);
-          const int r0 = rows > 4 ? 1 : 0, r1 = rows;  // a sub-range, as a thread would get
-          const int stride = rows + 1;                 // y rows are strided; the gap is a canary
+          const int stride = rows + 1;  // y rows are strided; the gap is a canary
           std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
           const MatmulInput in{x.data(), nullptr, nullptr, n_tok, cols};
           const WeightView wv{w.data(), dt, rows, cols};
-          k().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y.data(), stride);
-          Ref().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y_ref.data(), stride);
+          const int end = m.Run(in, wv, r0, r1, y.data(), stride);
+          Matmul(Ref(), in, wv, r0, r1, y_ref.data(), stride);
+          ++*checked;
           for (int t = 0; t < n_tok; ++t) {
             for (int r = 0; r < stride; ++r) {
               const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
-              if (r < r0 || r >= r1) {
+              if (r < r0 || r >= end) {
                 ASSERT_EQ(got, kCanary) << "wrote outside [r0, r1) at row " << r;
                 continue;
               }
@@ -97,6 +131,11 @@ TEST_P(Kernels, MatmulFloatWeights) {
       }
     }
   }
+}
+
+TEST_P(Kernels, MatmulFloatWeights) {
+  int checked = 0;
+  CheckMatmulFloatWeights({&k(), nullptr}, &checked);
 }
 
 TEST_P(Kernels, QuantizeQ8IsBitExact) {
@@ -144,7 +183,7 @@ struct Activations {
 // Quantized weights: the SIMD table against the reference on the same int8 inputs (they differ
 // only in float summation order), and the reference against the f32 product within the error
 // quantization itself introduces: sum |x| |w - w_q| + |w| |x - x_q| + |w - w_q| |x - x_q|.
-TEST_P(Kernels, MatmulQuantizedWeights) {
+void CheckMatmulQuantizedWeights(const MatmulUnderTest& m, int* checked) {
   const int rows_list[] = {1, 4, 5, 17, 64};
   for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
     // 2560 columns: more than one 64-block chunk; 17 tokens: more than one group of 16.
@@ -152,6 +191,8 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
       for (int rows : rows_list) {
         for (int n_tok : {1, 2, 3, 17}) {
           if (n_tok == 17 && rows > 17) continue;  // keeps the scalar reference quick
+          const int r0 = rows > 4 ? 1 : 0, r1 = rows, stride = rows + 1;
+          if (!m.Serves(dt, format::Layout::kRows, r1 - r0, cols, n_tok)) continue;
           const int nb = cols / 32;
           const auto wf = Random(size_t(rows) * cols, 3 + rows + cols, 0.5f);
           const auto w = Quantized(wf, rows, cols, dt);
@@ -160,19 +201,19 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
           const auto& xd = act.d;
           const MatmulInput in = act.Input();
           const WeightView wv{w.data(), dt, rows, cols};
-          const int r0 = rows > 4 ? 1 : 0, r1 = rows, stride = rows + 1;
           std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y;
-          k().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y.data(), stride);
-          Ref().matmul[WeightTypeIndex(dt)](in, wv, r0, r1, y_ref.data(), stride);
+          const int end = m.Run(in, wv, r0, r1, y.data(), stride);
+          Matmul(Ref(), in, wv, r0, r1, y_ref.data(), stride);
+          ++*checked;
           std::vector<float> wdeq(static_cast<size_t>(cols));
           for (int t = 0; t < n_tok; ++t) {
             for (int r = 0; r < stride; ++r) {
               const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
-              if (r < r0 || r >= r1) {
+              if (r < r0 || r >= end) {
                 ASSERT_EQ(got, kCanary);
                 continue;
               }
-              Ref().row_to_f32[WeightTypeIndex(dt)](wv, r, wdeq.data());
+              Ref().row_to_f32(wv, r, wdeq.data());
               double mag = 0, exact = 0, qbound = 0;
               for (int c = 0; c < cols; ++c) {
                 const double xv = x[size_t(t) * cols + c], wv_ = wf[size_t(r) * cols + c];
@@ -194,16 +235,27 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
   }
 }
 
+TEST_P(Kernels, MatmulQuantizedWeights) {
+  int checked = 0;
+  CheckMatmulQuantizedWeights({&k(), nullptr}, &checked);
+}
+
 // The panel layout (format.h) holds the same numbers as the planar one: the reference gives
 // bit-identical results on both, and every table's panel kernels (decode: 1 token; prefill: more,
 // past a group of 64) match the reference within float summation order. Sub-ranges of rows are
 // multiples of 16, as the engine splits them; wider than 256 blocks exercises the fallbacks.
-TEST_P(Kernels, MatmulQuantizedPanels) {
+void CheckMatmulQuantizedPanels(const MatmulUnderTest& m, int* checked) {
   for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
     for (int cols : {32, 96, 576, 1536, 2560, 8224}) {
       for (int rows : {16, 48}) {
         for (int n_tok : {1, 2, 5, 16, 17, 70}) {  // AMX: one tile; one and a 1-token tail; 4 + 6
           if (cols > 2560 && n_tok > 2) continue;  // keeps the scalar reference quick
+          const int r0 = rows > 16 ? 16 : 0, r1 = rows, stride = rows + 3;
+          const bool served = m.Serves(dt, format::Layout::kPanels, r1 - r0, cols, n_tok);
+          if (!served && m.variant &&
+              !m.variant->Serves(MatmulInput{nullptr, nullptr, nullptr, n_tok, cols},
+                                 WeightView{nullptr, dt, rows, cols}, r1 - r0))
+            continue;  // a variant that serves neither layout of this call
           const int nb = cols / 32;
           const auto wf = Random(size_t(rows) * cols, 5 + rows + cols, 0.5f);
           const auto w_rows = Quantized(wf, rows, cols, dt);
@@ -214,18 +266,19 @@ TEST_P(Kernels, MatmulQuantizedPanels) {
           const MatmulInput in = act.Input();
           const WeightView rows_v{w_rows.data(), dt, rows, cols};
           const WeightView pan_v{w_pan.data(), dt, rows, cols, format::Layout::kPanels};
-          const int r0 = rows > 16 ? 16 : 0, r1 = rows, stride = rows + 3;
           std::vector<float> y(size_t(n_tok) * stride, kCanary), y_ref = y, y_ref_pan = y;
-          k().matmul[WeightTypeIndex(dt)](in, pan_v, r0, r1, y.data(), stride);
-          Ref().matmul[WeightTypeIndex(dt)](in, rows_v, r0, r1, y_ref.data(), stride);
-          Ref().matmul[WeightTypeIndex(dt)](in, pan_v, r0, r1, y_ref_pan.data(), stride);
+          // A variant of the planar layout runs on the planar twin of the panels.
+          const int end = m.Run(in, served ? pan_v : rows_v, r0, r1, y.data(), stride);
+          Matmul(Ref(), in, rows_v, r0, r1, y_ref.data(), stride);
+          Matmul(Ref(), in, pan_v, r0, r1, y_ref_pan.data(), stride);
+          ++*checked;
           ASSERT_EQ(y_ref, y_ref_pan) << "reference differs between layouts";
           double mag_max = 0;
           for (float v : wf) mag_max = std::max(mag_max, double(std::fabs(v)));
           for (int t = 0; t < n_tok; ++t) {
             for (int r = 0; r < stride; ++r) {
               const float got = y[size_t(t) * stride + r], want = y_ref[size_t(t) * stride + r];
-              if (r < r0 || r >= r1) {
+              if (r < r0 || r >= end) {
                 ASSERT_EQ(got, kCanary) << "wrote outside [r0, r1): row " << r;
                 continue;
               }
@@ -238,14 +291,19 @@ TEST_P(Kernels, MatmulQuantizedPanels) {
           }
           std::vector<float> a(static_cast<size_t>(cols)), b = a;
           for (int r : {0, 5, rows - 1}) {
-            k().row_to_f32[WeightTypeIndex(dt)](pan_v, r, a.data());
-            Ref().row_to_f32[WeightTypeIndex(dt)](rows_v, r, b.data());
+            m.table->row_to_f32(pan_v, r, a.data());
+            Ref().row_to_f32(rows_v, r, b.data());
             ASSERT_EQ(a, b) << "row " << r;
           }
         }
       }
     }
   }
+}
+
+TEST_P(Kernels, MatmulQuantizedPanels) {
+  int checked = 0;
+  CheckMatmulQuantizedPanels({&k(), nullptr}, &checked);
 }
 
 TEST_P(Kernels, RowToF32IsExact) {
@@ -255,8 +313,8 @@ TEST_P(Kernels, RowToF32IsExact) {
       const auto v = format::IsQuantized(uint32_t(dt)) ? Quantized(f, 3, n, dt) : Encode(f, dt);
       const WeightView wv{v.data(), dt, 3, n};
       std::vector<float> got(n + 1, kCanary), want(n + 1, kCanary);
-      k().row_to_f32[WeightTypeIndex(dt)](wv, 2, got.data());
-      Ref().row_to_f32[WeightTypeIndex(dt)](wv, 2, want.data());
+      k().row_to_f32(wv, 2, got.data());
+      Ref().row_to_f32(wv, 2, want.data());
       ASSERT_EQ(got, want) << format::DTypeName(uint32_t(dt)) << " n " << n;
     }
   }
@@ -278,23 +336,6 @@ TEST_P(Kernels, RmsNorm) {
   }
 }
 
-TEST_P(Kernels, Softmax) {
-  for (int n : kSizes) {
-    auto got = Random(n, n, 4.0f);
-    got.push_back(kCanary);
-    auto want = got;
-    k().softmax(got.data(), n);
-    Ref().softmax(want.data(), n);
-    double sum = 0;
-    for (int i = 0; i < n; ++i) {
-      ASSERT_NEAR(got[i], want[i], 1e-6f + 2e-6f * want[i]) << "n " << n;
-      sum += got[i];
-    }
-    EXPECT_NEAR(sum, 1.0, 1e-5);
-    EXPECT_EQ(got[n], kCanary);
-  }
-}
-
 TEST_P(Kernels, SiluMul) {
   for (int n : kSizes) {
     auto got = Random(n, n, 3.0f);
@@ -309,7 +350,7 @@ TEST_P(Kernels, SiluMul) {
   }
 }
 
-TEST_P(Kernels, AddDotAxpy) {
+TEST_P(Kernels, Add) {
   for (int n : kSizes) {
     const auto x = Random(n, n), y0 = Random(n, n + 3);
     auto a = y0, b = y0;
@@ -317,15 +358,6 @@ TEST_P(Kernels, AddDotAxpy) {
     k().add(a.data(), x.data(), n);
     Ref().add(b.data(), x.data(), n);
     ASSERT_EQ(a, b) << "add is exact, n " << n;
-    a = y0, b = y0;
-    a.push_back(kCanary), b.push_back(kCanary);
-    k().axpy(0.37f, x.data(), a.data(), n);
-    Ref().axpy(0.37f, x.data(), b.data(), n);
-    for (int i = 0; i <= n; ++i) ASSERT_NEAR(a[i], b[i], 1e-6f * (1 + std::fabs(b[i])));
-    double mag = 0;
-    for (int i = 0; i < n; ++i) mag += std::fabs(double(x[i]) * y0[i]);
-    ASSERT_NEAR(k().dot(x.data(), y0.data(), n), Ref().dot(x.data(), y0.data(), n),
-                2.0 * n * 6e-8 * mag + 1e-7);
   }
 }
 
@@ -374,14 +406,35 @@ std::vector<float> KeyBlocks(const std::vector<float>& rows, int n_keys, int hd,
   return out;
 }
 
+// What an attention test runs: a table's choice of variant (Attend), or one variant on the calls
+// it serves.
+struct AttendUnderTest {
+  const KernelTable* table;
+  const AttendKernel* variant;  // null: the table's choice
+
+  bool Serves(DType kv, int hd, int n_keys) const {
+    return !variant || variant->Serves(kv, hd, n_keys);
+  }
+  void Run(DType kv, const float* q, int n_q, const void* keys, const void* values, int n_keys,
+           int stride, int hd, float scale, float* scores, float* out, float* lse) const {
+    if (variant)
+      variant->fn(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
+    else
+      Attend(*table, kv, q, n_q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
+  }
+};
+
 // n_q query heads sharing one key/value head (GQA groups of MobileLLM: 3, 4, 5) against a cache
 // (f32 and f16) of key blocks and strided value rows: scores, softmax and the weighted sum of
 // values, per head.
-TEST_P(Kernels, Attend) {
+void CheckAttend(const AttendUnderTest& a, int* checked) {
   for (int f16 : {0, 1})
     for (int hd : {16, 24, 32, 64, 128})
       for (int n_q : {1, 3, 5})
         for (int n_keys : {1, 2, 7, 16, 17, 100, 600}) {  // 600: AVX-512's one-pass kernel
+          const DType kv = f16 ? DType::kF16 : DType::kF32;
+          if (!a.Serves(kv, hd, n_keys)) continue;
+          ++*checked;
           const int stride = 3 * hd + 5;
           const auto q = Random(size_t(n_q) * hd, hd + n_keys + n_q);
           const auto keys =
@@ -395,13 +448,13 @@ TEST_P(Kernels, Attend) {
           std::vector<float> got_lse(size_t(n_q) + 1, kCanary), want_lse = got_lse;
           const float scale = 1.0f / std::sqrt(float(hd));
           // Without lse (the usual call), then with it: the same output both times.
-          k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(),
-                          got.data(), nullptr);
+          a.Run(kv, q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), got.data(),
+                nullptr);
           const std::vector<float> got_plain = got;
-          k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(),
-                          got.data(), got_lse.data());
-          Ref().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, want_scores.data(),
-                            want.data(), want_lse.data());
+          a.Run(kv, q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), got.data(),
+                got_lse.data());
+          Attend(Ref(), kv, q.data(), n_q, kp, vp, n_keys, stride, hd, scale, want_scores.data(),
+                 want.data(), want_lse.data());
           EXPECT_EQ(got, got_plain);
           for (int i = 0; i < n_q * hd; ++i)
             ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i])))
@@ -413,6 +466,11 @@ TEST_P(Kernels, Attend) {
           EXPECT_EQ(got_lse[size_t(n_q)], kCanary);
           EXPECT_EQ(scores[size_t(n_q) * n_keys], kCanary);
         }
+}
+
+TEST_P(Kernels, Attend) {
+  int checked = 0;
+  CheckAttend({&k(), nullptr}, &checked);
 }
 
 // Attention over all keys equals MergeAttention of attentions over runs of them (the engine's
@@ -432,8 +490,9 @@ TEST_P(Kernels, AttendSplitMerges) {
                            : reinterpret_cast<const uint8_t*>(values.data());
       const float scale = 0.125f;
       std::vector<float> scores(size_t(n_q) * n_keys), whole(size_t(n_q) * hd);
-      k().attend[f16](q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), whole.data(),
-                      nullptr);
+      const DType kv = f16 ? DType::kF16 : DType::kF32;
+      Attend(k(), kv, q.data(), n_q, kp, vp, n_keys, stride, hd, scale, scores.data(), whole.data(),
+             nullptr);
       const int last = (n_keys - 1) / kKeyBlock * kKeyBlock,
                 mid = n_keys / 2 / kKeyBlock * kKeyBlock;
       for (const std::vector<int>& cuts :
@@ -447,9 +506,8 @@ TEST_P(Kernels, AttendSplitMerges) {
         for (int i = 0; i < parts; ++i) {
           const size_t koff = size_t(KeyIndex(cuts[i], 0, hd)) * elem,
                        voff = size_t(cuts[i]) * stride * elem;
-          k().attend[f16](q.data(), n_q, kp + koff, vp + voff, cuts[i + 1] - cuts[i], stride, hd,
-                          scale, scores.data(), &outs[size_t(i) * n_q * hd],
-                          &lses[size_t(i) * n_q]);
+          Attend(k(), kv, q.data(), n_q, kp + koff, vp + voff, cuts[i + 1] - cuts[i], stride, hd,
+                 scale, scores.data(), &outs[size_t(i) * n_q * hd], &lses[size_t(i) * n_q]);
         }
         std::vector<float> merged(size_t(n_q) * hd + 1, kCanary);
         MergeAttention(outs.data(), lses.data(), parts, n_q, hd, merged.data());
@@ -471,8 +529,84 @@ std::vector<const KernelTable*> TablesUnderTest() {
   return tables;
 }
 
+// Every call finds a variant: each table ends with variants that serve every call of each weight
+// type and cache type (the reference kernels), and no two variants of a table share a name.
+TEST_P(Kernels, EveryCallIsServed) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    bool any = false;
+    for (const MatmulKernel& m : k().matmuls)
+      any |= m.weights == dt && m.layouts == MatmulKernel::kAnyLayout && m.min_tokens == 1 &&
+             m.max_tokens == 0 && m.max_blocks == 0 && m.block_multiple == 1 && m.row_multiple == 1;
+    EXPECT_TRUE(any) << format::DTypeName(uint32_t(dt));
+  }
+  for (DType kv : {DType::kF32, DType::kF16}) {
+    bool any = false;
+    for (const AttendKernel& a : k().attends)
+      any |= a.kv == kv && a.head_dim == 0 && a.min_keys == 0;
+    EXPECT_TRUE(any) << format::DTypeName(uint32_t(kv));
+  }
+  std::set<std::string> names;
+  for (const MatmulKernel& m : k().matmuls) EXPECT_TRUE(names.insert(m.name).second) << m.name;
+  for (const AttendKernel& a : k().attends) EXPECT_TRUE(names.insert(a.name).second) << a.name;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTables, Kernels, ::testing::ValuesIn(TablesUnderTest()),
                          [](const auto& info) { return std::string(info.param->name); });
+
+// A test's name for a variant of a table: <table>_<variant>.
+template <typename Variant>
+std::string VariantName(const std::pair<const KernelTable*, const Variant*>& p) {
+  return std::string(p.first->name) + "_" + p.second->name;
+}
+
+// Every matmul variant of every table, on every shape it serves (at least one).
+class KernelVariants
+    : public ::testing::TestWithParam<std::pair<const KernelTable*, const MatmulKernel*>> {
+ protected:
+  void SetUp() override { SkipUnlessSupported(*GetParam().first); }
+};
+
+TEST_P(KernelVariants, Matmul) {
+  const MatmulUnderTest m{GetParam().first, GetParam().second};
+  int checked = 0;
+  CheckMatmulFloatWeights(m, &checked);
+  CheckMatmulQuantizedWeights(m, &checked);
+  CheckMatmulQuantizedPanels(m, &checked);
+  EXPECT_GT(checked, 0) << "no test shape is served by " << m.variant->name;
+}
+
+std::vector<std::pair<const KernelTable*, const MatmulKernel*>> MatmulVariantsUnderTest() {
+  std::vector<std::pair<const KernelTable*, const MatmulKernel*>> out;
+  for (const KernelTable* t : TablesUnderTest())
+    for (const MatmulKernel& m : t->matmuls) out.push_back({t, &m});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTables, KernelVariants, ::testing::ValuesIn(MatmulVariantsUnderTest()),
+                         [](const auto& info) { return VariantName(info.param); });
+
+// Every attention variant of every table, on every shape it serves (at least one).
+class AttendVariants
+    : public ::testing::TestWithParam<std::pair<const KernelTable*, const AttendKernel*>> {
+ protected:
+  void SetUp() override { SkipUnlessSupported(*GetParam().first); }
+};
+
+TEST_P(AttendVariants, Attend) {
+  int checked = 0;
+  CheckAttend({GetParam().first, GetParam().second}, &checked);
+  EXPECT_GT(checked, 0) << "no test shape is served by " << GetParam().second->name;
+}
+
+std::vector<std::pair<const KernelTable*, const AttendKernel*>> AttendVariantsUnderTest() {
+  std::vector<std::pair<const KernelTable*, const AttendKernel*>> out;
+  for (const KernelTable* t : TablesUnderTest())
+    for (const AttendKernel& a : t->attends) out.push_back({t, &a});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTables, AttendVariants, ::testing::ValuesIn(AttendVariantsUnderTest()),
+                         [](const auto& info) { return VariantName(info.param); });
 
 // The reference RoPE is the HF formula: x * cos + rotate_half(x) * sin.
 TEST(RefKernels, RopeMatchesRotateHalf) {

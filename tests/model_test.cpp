@@ -159,8 +159,8 @@ std::string Dequantized(const std::string& src, const std::string& out) {
     const WeightView v{t.data, t.dtype, int(t.shape[0]), int(t.shape[1]), t.layout};
     w.Add(e->name, DType::kF32, shape, [v](uint8_t* dst) {
       for (int r = 0; r < v.rows; ++r)
-        AllKernelTables().front()->row_to_f32[WeightTypeIndex(v.dtype)](
-            v, r, reinterpret_cast<float*>(dst) + int64_t(r) * v.cols);
+        AllKernelTables().front()->row_to_f32(v, r,
+                                              reinterpret_cast<float*>(dst) + int64_t(r) * v.cols);
       return Status();
     });
   }

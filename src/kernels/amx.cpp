@@ -5,10 +5,14 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAmxKernels = avx2::MakeTable(
-    "amx", MOBILELLM_AVX512VNNI_REQUIRES " amx-int8",
-    [](const CpuFeatures& f) { return avx512::Supported(f) && f.amx_int8; },
-    amx::MatmulQ<DType::kQ8_0>, amx::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>,
-    avx512::Attend<DType::kF16>);
+extern const KernelTable kAmxKernels = [] {
+  KernelTable t = avx2::kTable;
+  t.name = "amx";
+  t.features = MOBILELLM_AVX512VNNI_FEATURES " amx-int8";
+  t.supported = [](const CpuFeatures& f) { return avx512::Supported(f) && f.amx_int8; };
+  t.matmuls = amx::kTableMatmuls;
+  t.attends = amx::kTableAttends;
+  return t;
+}();
 
 }  // namespace mobilellm

@@ -5,8 +5,14 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAvx512VnniKernels = avx2::MakeTable(
-    "avx512vnni", MOBILELLM_AVX512VNNI_REQUIRES, avx512::Supported, avx512::MatmulQ<DType::kQ8_0>,
-    avx512::MatmulQ<DType::kQ4_0>, avx512::Attend<DType::kF32>, avx512::Attend<DType::kF16>);
+extern const KernelTable kAvx512VnniKernels = [] {
+  KernelTable t = avx2::kTable;
+  t.name = "avx512vnni";
+  t.features = MOBILELLM_AVX512VNNI_FEATURES;
+  t.supported = avx512::Supported;
+  t.matmuls = avx512::kTableMatmuls;
+  t.attends = avx512::kTableAttends;
+  return t;
+}();
 
 }  // namespace mobilellm

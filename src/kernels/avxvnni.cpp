@@ -4,9 +4,14 @@
 
 namespace mobilellm {
 
-extern const KernelTable kAvxVnniKernels = avx2::MakeTable(
-    "avxvnni", "avx2 fma f16c avxvnni",
-    [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c && f.avxvnni; },
-    avxvnni::MatmulQ<DType::kQ8_0>, avxvnni::MatmulQ<DType::kQ4_0>);
+extern const KernelTable kAvxVnniKernels = [] {
+  KernelTable t = avx2::kTable;
+  t.name = "avxvnni";
+  t.features = "avx2 fma f16c avxvnni";
+  t.supported = [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c && f.avxvnni; };
+  t.matmuls = avxvnni::kTableMatmuls;
+  t.attends = avxvnni::kTableAttends;
+  return t;
+}();
 
 }  // namespace mobilellm

@@ -1,7 +1,10 @@
-// Picks the kernel table once: the best one the CPU supports, or the one MOBILELLM_ISA forces.
-// Also MergeAttention, which every table shares (it runs once per head, after the parallel part).
+// Picks the kernel table once: the best one the CPU supports, or the one MOBILELLM_ISA forces; and
+// within a table, the variant that serves each matmul and attention call: the one place where
+// variants are chosen. Also MergeAttention, which every table shares (it runs once per head,
+// after the parallel part).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -50,6 +53,35 @@ const std::vector<const KernelTable*>& AllKernelTables() {
   return tables;
 }
 
+const MatmulKernel& PickMatmul(const KernelTable& k, const MatmulInput& in, const WeightView& w,
+                               int rows) {
+  for (const MatmulKernel& m : k.matmuls)
+    if (m.Serves(in, w, rows)) return m;
+  // Unreachable: every table ends with the reference kernels, which serve every call
+  // (kernels_test: EveryCallIsServed).
+  std::fprintf(stderr, "mobilellm: kernel table %s has no matmul for %s\n", k.name,
+               format::DTypeName(uint32_t(w.dtype)));
+  std::abort();
+}
+
+void Matmul(const KernelTable& k, const MatmulInput& in, const WeightView& w, int r0, int r1,
+            float* y, int y_stride) {
+  while (r0 < r1) {
+    const MatmulKernel& m = PickMatmul(k, in, w, r1 - r0);
+    const int r = r0 + (r1 - r0) / m.row_multiple * m.row_multiple;
+    m.fn(in, w, r0, r, y, y_stride);
+    r0 = r;
+  }
+}
+
+const AttendKernel& PickAttend(const KernelTable& k, DType kv, int hd, int n_keys) {
+  for (const AttendKernel& a : k.attends)
+    if (a.Serves(kv, hd, n_keys)) return a;
+  std::fprintf(stderr, "mobilellm: kernel table %s has no attention for head size %d\n", k.name,
+               hd);
+  std::abort();
+}
+
 void MergeAttention(const float* outs, const float* lses, int parts, int n_q, int hd, float* out) {
   for (int h = 0; h < n_q; ++h) {
     float max = lses[h];
@@ -80,7 +112,7 @@ const KernelTable& SelectKernels(std::string* error) {
     if (forced == std::string(t->name)) {
       if (t->supported(cpu)) return *t;
       if (error)
-      *error = std::string("MOBILELLM_ISA=") + forced + ": this CPU lacks " + t->requires;
+        *error = std::string("MOBILELLM_ISA=") + forced + ": this CPU lacks " + t->features;
       return *best;
     }
     known += std::string(known.empty() ? "" : ", ") + t->name;

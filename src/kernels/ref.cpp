@@ -5,23 +5,18 @@
 namespace mobilellm {
 
 extern const KernelTable kRefKernels = {
-    "ref",
-    "",
-    [](const CpuFeatures&) { return true; },
-    {ref::Matmul<DType::kF32>, ref::Matmul<DType::kF16>, ref::Matmul<DType::kBF16>,
-     ref::Matmul<DType::kQ8_0>, ref::Matmul<DType::kQ4_0>},
-    {ref::RowToF32<DType::kF32>, ref::RowToF32<DType::kF16>, ref::RowToF32<DType::kBF16>,
-     ref::RowToF32<DType::kQ8_0>, ref::RowToF32<DType::kQ4_0>},
-    ref::QuantizeQ8,
-    ref::RmsNorm,
-    ref::Softmax,
-    ref::SiluMul,
-    ref::Add,
-    ref::Dot,
-    ref::Axpy,
-    {ref::Attend<DType::kF32>, ref::Attend<DType::kF16>},
-    ref::Rope,
-    ref::ToF16,
+    .name = "ref",
+    .features = "",
+    .supported = [](const CpuFeatures&) { return true; },
+    .matmuls = ref::kMatmuls,
+    .attends = ref::kAttends,
+    .row_to_f32 = ref::kRowToF32,
+    .quantize_q8 = ref::QuantizeQ8,
+    .rmsnorm = ref::RmsNorm,
+    .silu_mul = ref::SiluMul,
+    .add = ref::Add,
+    .rope = ref::Rope,
+    .to_f16 = ref::ToF16,
 };
 
 }  // namespace mobilellm

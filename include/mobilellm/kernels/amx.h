@@ -152,11 +152,9 @@ inline void PanelTokens(const MatmulInput& in, const WeightView& w, int r, int t
 // Prefill from panels on AMX: for each 16-row panel (q4_0 unpacked once into an L1/L2 buffer),
 // every full group of 16 tokens, then the tail group under a tile shape of its own.
 template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  constexpr int kMinTokens = 16;  // fewer fill too little of a tile: the VNNI kernels do better
+void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   const int nb = w.cols / format::kBlock;
-  if (in.n_tokens < kMinTokens || w.layout != format::Layout::kPanels || nb > avx2::kMaxBlocks)
-    return avx512::MatmulQ<kW>(in, w, r0, r1, y, y_stride);
   alignas(64) int8_t unpacked[kW == DType::kQ4_0 ? avx2::kMaxBlocks : 1][8][64];  // q4_0: <= 128 KB
   const int n_full = in.n_tokens / 16 * 16;
   for (int pass = 0; pass < 2; ++pass) {
@@ -178,6 +176,30 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
   }
   TileRelease();
 }
+
+// The variants (kernels.h): prefill from panels, from 16 tokens on (fewer fill too little of a
+// tile: the VNNI kernels do better).
+constexpr int kMinTokens = 16;
+constexpr MatmulKernel kMatmuls[] = {
+    {.name = "q8_0_q8_gemm_panels_amx",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .min_tokens = kMinTokens,
+     .max_blocks = avx2::kMaxBlocks,
+     .fn = GemmPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_panels_amx",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .min_tokens = kMinTokens,
+     .max_blocks = avx2::kMaxBlocks,
+     .fn = GemmPanels<DType::kQ4_0>},
+};
+
+// The lists of a table built on these kernels (amx, and its test twin): the AVX-512 VNNI table's
+// behind the AMX prefill.
+constexpr auto kTableMatmuls =
+    ConcatKernels(avx2::kFloatMatmuls, kMatmuls, avx512::kMatmuls, avx2::kRowGemms, ref::kMatmuls);
+constexpr auto kTableAttends = avx512::kTableAttends;
 
 }  // namespace
 }  // namespace mobilellm::amx

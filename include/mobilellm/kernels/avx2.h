@@ -80,13 +80,12 @@ inline void PrefetchTile(const void* tile_ahead, int64_t byte_offset, int64_t ro
   _mm_prefetch(p + 3 * row_bytes, _MM_HINT_T0);
 }
 
-// Float weights. Prefill (Matmul): tiles of 4 weight rows x 2 tokens, so each weight vector loaded
-// (and converted) once serves two tokens and each activation vector serves four rows.
-// Decode (one token, Gemv): one row at a time, so the weights are a single sequential stream -- what
-// hardware prefetchers follow best (on AMD Zen 4 the 4-row tiles below reach only ~45% of DRAM
-// bandwidth; one stream reaches ~75-90%). x stays in L1.
+// Float weights, decode (one token): one row at a time, so the weights are a single sequential
+// stream -- what hardware prefetchers follow best (on AMD Zen 4 the 4-row tiles below reach only
+// ~45% of DRAM bandwidth; one stream reaches ~75-90%). x stays in L1.
 template <DType kW>
-void Gemv(const float* x, const WeightView& wv, int r0, int r1, float* y) {
+void Gemv(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int /*y_stride*/) {
+  const float* x = in.x;
   const int cols = wv.cols, k32 = cols & ~31;
   for (int r = r0; r < r1; ++r) {
     const int64_t w0 = int64_t(r) * cols;
@@ -106,9 +105,11 @@ void Gemv(const float* x, const WeightView& wv, int r0, int r1, float* y) {
   }
 }
 
+// Float weights, prefill: tiles of 4 weight rows x 2 tokens, so each weight vector loaded (and
+// converted) once serves two tokens and each activation vector serves four rows.
 template <DType kW>
-void Matmul(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int y_stride) {
-  if (in.n_tokens == 1) return Gemv<kW>(in.x, wv, r0, r1, y);
+void GemmTiles4x2(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y,
+                  int y_stride) {
   const void* w = wv.data;
   const int cols = wv.cols, n_tokens = in.n_tokens, k8 = cols & ~7;
   constexpr int kElem = kW == DType::kF32 ? 4 : 2, kPerLine = 64 / kElem;
@@ -293,12 +294,11 @@ inline float GemvRowQ4(const uint8_t* q, const int8_t* xq, const float* s, const
 }
 
 // Decode with quantized weights: one row at a time, one sequential stream (see Gemv). Rows of up
-// to 256 blocks (8192 columns) take their scales from a stack array; wider rows fall back to tiles.
+// to kMaxBlocks blocks: the scales sit in a stack array.
 template <DType kW>
-bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+void GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int /*y_stride*/) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   const int nb = w.cols / format::kBlock;
-  if (nb > kMaxBlocks) return false;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
   alignas(32) float s[kMaxBlocks], x_sum[kMaxBlocks];
@@ -327,16 +327,15 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
     }
     y[r] = HSum(_mm256_add_ps(a0, a1));
   }
-  return true;
 }
 
-// Quantized weights x int8 activations, 4 rows at a time, prefetching the next tile. Blocks are
-// processed in chunks of 64 so the tile's combined scales fit a small stack array. Decode, and
-// the rows prefill's 16-row panels leave over.
+// Quantized weights x int8 activations in tiles of 4 rows (and single leftover rows), any row
+// width, prefetching the next tile. Blocks are processed in chunks of 64 so the tile's combined
+// scales fit a small stack array. The rows prefill's 16-row panels leave over, and rows too wide
+// for the other kernels.
 template <DType kW>
-void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
-                  int y_stride) {
-  if (in.n_tokens == 1 && GemvQ<kW>(in, w, r0, r1, y)) return;
+void GemmTiles4(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64;
   const int cols = w.cols, nb = cols / format::kBlock;
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
@@ -445,9 +444,9 @@ inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, 
 // Decode from panels (format.h): the weights stream by as stored, one sequential stream, and the
 // float work (convert, scale, FMA) is shared by 8 rows instead of paid per row.
 template <DType kW>
-void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int /*y_stride*/) {
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
-  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
   alignas(32) int32_t x_start[kMaxBlocks];
   if constexpr (kW == DType::kQ4_0)
     for (int b = 0; b < nb; ++b) x_start[b] = -8 * BlockSum(in.q + b * 32);
@@ -471,20 +470,16 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
   }
 }
 
-// Prefill, 16 rows at a time: a panel of 16 rows x 32 blocks is put in panel order (format.h) in
-// L1 once per group of 64 tokens -- gathered from planar rows, or from a file in the panel layout
-// with only the q4_0 nibbles split -- so that each int32 lane belongs to one row
-// (panel[j][g][h] = bytes 4g..4g+3 of block j of rows 8h..8h+7); see PanelBlockDot.
-template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+// Prefill, 16 rows at a time (r0 and r1 multiples of 16): a panel of 16 rows x 32 blocks is put
+// in panel order (format.h) in L1 once per group of 64 tokens -- gathered from planar rows
+// (kStored false), or from a file in the panel layout with only the q4_0 nibbles split -- so that
+// each int32 lane belongs to one row (panel[j][g][h] = bytes 4g..4g+3 of block j of rows
+// 8h..8h+7); see PanelBlockDot.
+template <DType kW, bool kStored>
+void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64;
-  const bool stored = w.layout == format::Layout::kPanels;
   const int cols = w.cols, nb = cols / format::kBlock;
-  if (stored && in.n_tokens == 1) return GemvPanels<kW>(in, w, r0, r1, y);
-  if (stored && nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, y_stride);
-  const int r_end = r0 + (r1 - r0) / 16 * 16;  // == r1 for stored panels
-  if (in.n_tokens == 1 || r_end == r0 || nb > kMaxBlocks)
-    return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
@@ -498,10 +493,10 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
         for (int b = 0; b < nb; ++b)
           x_start[t - t0][b] = -8 * BlockSum(in.q + int64_t(t) * cols + int64_t(b) * 32);
     }
-    for (int r = r0; r < r_end; r += 16) {
+    for (int r = r0; r < r1; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
-        for (int j = 0; stored && j < n; ++j) {
+        for (int j = 0; kStored && j < n; ++j) {
           const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
           for (int g = 0; g < 8; ++g)
             for (int h = 0; h < 2; ++h)
@@ -513,7 +508,7 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
                 row_scale[j][h],
                 _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 8 * h))));
         }
-        for (int l = 0; !stored && l < 16; ++l) {
+        for (int l = 0; !kStored && l < 16; ++l) {
           const uint8_t* q = quants + int64_t(r + l) * row_bytes;
           for (int j = 0; j < n; ++j) {
             alignas(32) uint8_t block[32];
@@ -563,7 +558,6 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
       }
     }
   }
-  if (r_end < r1) MatmulQ4Rows<kW>(in, w, r_end, r1, y, y_stride);
 }
 
 template <DType kW>
@@ -601,6 +595,7 @@ inline void QuantizeQ8(const float* x, int n, int8_t* q, float* d) {
   }
 }
 
+// sum x*y over n floats.
 inline float Dot(const float* x, const float* y, int n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0;
   int i = 0;
@@ -626,31 +621,6 @@ inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out
   for (; i < n; ++i) out[i] = (x[i] * inv) * w[i];
 }
 
-inline void Softmax(float* x, int n) {
-  int i = 0;
-  __m256 vmax = _mm256_set1_ps(x[0]);
-  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
-  float max = HMax(vmax);
-  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
-  const __m256 m = _mm256_set1_ps(max);
-  __m256 vsum = _mm256_setzero_ps();
-  for (i = 0; i + 8 <= n; i += 8) {
-    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-    _mm256_storeu_ps(x + i, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  float sum = HSum(vsum);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  const __m256 vinv = _mm256_set1_ps(inv);
-  for (i = 0; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-  for (; i < n; ++i) x[i] *= inv;
-}
-
 inline void SiluMul(float* gate, const float* up, int n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int i = 0;
@@ -668,14 +638,6 @@ inline void Add(float* y, const float* x, int n) {
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
   for (; i < n; ++i) y[i] += x[i];
-}
-
-inline void Axpy(float a, const float* x, float* y, int n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += a * x[i];
 }
 
 // Attention for a head of kH x 8 values. Scores a key block (16 positions) at a time: for each
@@ -722,7 +684,7 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
   float max = _mm_cvtss_f32(_mm_max_ss(max4, _mm_movehdup_ps(max4)));
   for (; p < n_keys; ++p) max = scores[p] > max ? scores[p] : max;
-  // exp(s - max), 8 at a time with the polynomial Exp (the softmax op's).
+  // exp(s - max), 8 at a time with the polynomial Exp.
   __m256 sum8 = _mm256_setzero_ps();
   const __m256 max8 = _mm256_set1_ps(max);
   p = 0;
@@ -744,28 +706,19 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   if (lse) *lse = max + std::log(sum);
 }
 
-// One head, in registers for the head sizes MobileLLM uses; the reference otherwise.
-template <DType kKV>
-void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-               float scale, float* scores, float* out, float* lse) {
-  switch (hd) {
-    case 32:
-      return AttendHead<4, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-    case 64:
-      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-    case 128:
-      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-    default:
-      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
-  }
+// One head of kH x 8 values (AttendHead), with AttendOne's signature.
+template <int kH, DType kKV>
+void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride,
+               int /*hd*/, float scale, float* scores, float* out, float* lse) {
+  AttendHead<kH, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
 }
 
 // The heads of a group one by one (each reads the keys and values again, from cache).
-template <DType kKV>
+template <int kH, DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
             int hd, float scale, float* scores, float* out, float* lse) {
-  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
-                                   lse);
+  ref::AttendHeads<AttendOne<kH, kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
+                                       lse);
 }
 
 inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
@@ -795,31 +748,132 @@ inline void ToF16(const float* x, int n, uint16_t* out) {
   for (; i < n; ++i) out[i] = F32ToF16(x[i]);
 }
 
-// The table, built in each TU from that TU's copies of the functions above. The AVX-512 table is
-// this one with its own quantized matmuls (q8, q4) and attention.
-constexpr KernelTable MakeTable(const char* name, const char* requires,
-                                bool (*supported)(const CpuFeatures&),
-                                MatmulFn q8 = MatmulQ<DType::kQ8_0>,
-                                MatmulFn q4 = MatmulQ<DType::kQ4_0>,
-                                AttendFn attend_f32 = Attend<DType::kF32>,
-                                AttendFn attend_f16 = Attend<DType::kF16>) {
-  return {name,
-          requires,
-          supported,
-          {Matmul<DType::kF32>, Matmul<DType::kF16>, Matmul<DType::kBF16>, q8, q4},
-          {RowToF32<DType::kF32>, RowToF32<DType::kF16>, RowToF32<DType::kBF16>,
-           RowToF32<DType::kQ8_0>, RowToF32<DType::kQ4_0>},
-          QuantizeQ8,
-          RmsNorm,
-          Softmax,
-          SiluMul,
-          Add,
-          Dot,
-          Axpy,
-          {attend_f32, attend_f16},
-          Rope,
-          ToF16};
-}
+// ---- the variants (kernels.h), in the order a table tries them ---------------------------------
+// Each TU that includes this header (avx2, avxvnni, avx512vnni, amx and the test twins) lists its
+// own copies, compiled with its own flags.
+
+// Float weights: decode, then prefill.
+constexpr MatmulKernel kFloatMatmuls[] = {
+    {.name = "f32_gemv_avx2", .weights = DType::kF32, .max_tokens = 1, .fn = Gemv<DType::kF32>},
+    {.name = "f16_gemv_avx2", .weights = DType::kF16, .max_tokens = 1, .fn = Gemv<DType::kF16>},
+    {.name = "bf16_gemv_avx2", .weights = DType::kBF16, .max_tokens = 1, .fn = Gemv<DType::kBF16>},
+    {.name = "f32_gemm_tiles4x2_avx2", .weights = DType::kF32, .fn = GemmTiles4x2<DType::kF32>},
+    {.name = "f16_gemm_tiles4x2_avx2", .weights = DType::kF16, .fn = GemmTiles4x2<DType::kF16>},
+    {.name = "bf16_gemm_tiles4x2_avx2", .weights = DType::kBF16, .fn = GemmTiles4x2<DType::kBF16>},
+};
+
+// Quantized weights in the panel layout: decode, then prefill.
+constexpr MatmulKernel kPanelMatmuls[] = {
+    {.name = "q8_0_q8_gemv_panels_avx2",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_panels_avx2",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ4_0>},
+    {.name = "q8_0_q8_gemm_panels_avx2",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ8_0, true>},
+    {.name = "q4_0_q8_gemm_panels_avx2",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ4_0, true>},
+};
+
+// Quantized weights in planar rows, decode.
+constexpr MatmulKernel kRowGemvs[] = {
+    {.name = "q8_0_q8_gemv_avx2",
+     .weights = DType::kQ8_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_avx2",
+     .weights = DType::kQ4_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ4_0>},
+};
+
+// Quantized weights in planar rows, prefill: 16 rows at a time gathered into panels, then the
+// rows left over (and rows too wide for the panels, and decode of such rows) in 4-row tiles.
+constexpr MatmulKernel kRowGemms[] = {
+    {.name = "q8_0_q8_gemm_gathered_panels_avx2",
+     .weights = DType::kQ8_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .row_multiple = 16,
+     .fn = GemmPanels<DType::kQ8_0, false>},
+    {.name = "q4_0_q8_gemm_gathered_panels_avx2",
+     .weights = DType::kQ4_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .row_multiple = 16,
+     .fn = GemmPanels<DType::kQ4_0, false>},
+    {.name = "q8_0_q8_gemm_tiles4_avx2", .weights = DType::kQ8_0, .fn = GemmTiles4<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_tiles4_avx2", .weights = DType::kQ4_0, .fn = GemmTiles4<DType::kQ4_0>},
+};
+
+// Attention, one head at a time with the head in registers, for the head sizes MobileLLM uses.
+constexpr AttendKernel kAttends[] = {
+    {.name = "f32_attend_hd32_avx2",
+     .kv = DType::kF32,
+     .head_dim = 32,
+     .fn = Attend<4, DType::kF32>},
+    {.name = "f32_attend_hd64_avx2",
+     .kv = DType::kF32,
+     .head_dim = 64,
+     .fn = Attend<8, DType::kF32>},
+    {.name = "f32_attend_hd128_avx2",
+     .kv = DType::kF32,
+     .head_dim = 128,
+     .fn = Attend<16, DType::kF32>},
+    {.name = "f16_attend_hd32_avx2",
+     .kv = DType::kF16,
+     .head_dim = 32,
+     .fn = Attend<4, DType::kF16>},
+    {.name = "f16_attend_hd64_avx2",
+     .kv = DType::kF16,
+     .head_dim = 64,
+     .fn = Attend<8, DType::kF16>},
+    {.name = "f16_attend_hd128_avx2",
+     .kv = DType::kF16,
+     .head_dim = 128,
+     .fn = Attend<16, DType::kF16>},
+};
+
+constexpr RowToF32Fns kRowToF32 = {.f32 = RowToF32<DType::kF32>,
+                                   .f16 = RowToF32<DType::kF16>,
+                                   .bf16 = RowToF32<DType::kBF16>,
+                                   .q8_0 = RowToF32<DType::kQ8_0>,
+                                   .q4_0 = RowToF32<DType::kQ4_0>};
+
+// The "avx2" table's lists, and the table. The other x86 tables are this one with their own name,
+// features and lists (src/kernels/*.cpp): they share its elementwise ops.
+constexpr auto kTableMatmuls =
+    ConcatKernels(kFloatMatmuls, kPanelMatmuls, kRowGemvs, kRowGemms, ref::kMatmuls);
+constexpr auto kTableAttends = ConcatKernels(kAttends, ref::kAttends);
+constexpr KernelTable kTable = {
+    .name = "avx2",
+    .features = "avx2 fma f16c",
+    .supported = [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; },
+    .matmuls = kTableMatmuls,
+    .attends = kTableAttends,
+    .row_to_f32 = kRowToF32,
+    .quantize_q8 = QuantizeQ8,
+    .rmsnorm = RmsNorm,
+    .silu_mul = SiluMul,
+    .add = Add,
+    .rope = Rope,
+    .to_f16 = ToF16,
+};
 
 }  // namespace
 }  // namespace mobilellm::avx2

@@ -14,7 +14,7 @@
 
 // What the AVX-512 VNNI kernels need, for every table built on them (avx512vnni, amx and its
 // test twin): the features' names for messages, and the check.
-#define MOBILELLM_AVX512VNNI_REQUIRES "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni"
+#define MOBILELLM_AVX512VNNI_FEATURES "avx2 fma f16c avx512f avx512bw avx512vl avx512vnni"
 
 namespace mobilellm::avx512 {
 // Internal linkage: every kernel TU gets its own copy compiled with its own ISA flags. Shared
@@ -52,12 +52,11 @@ inline __m512i UnsignedTwoBlocks(const uint8_t* row, int b) {
 // block's integer accumulator, so the row needs no correction pass. Per two blocks: one load, one
 // (q8_0) or three (q4_0) integer ops, one vpdpbusd, one convert, one scale permute, one FMA.
 template <DType kW>
-bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+void GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int /*y_stride*/) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   constexpr int kAhead = 8;  // rows of software prefetch (measured: 4 and 16 were no better)
   const int nb = w.cols / format::kBlock, n2 = nb & ~1;
-  if (nb > kMaxBlocks) return false;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
 
@@ -145,7 +144,6 @@ bool GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y)
     }
     y[r] = sum;
   }
-  return true;
 }
 
 // Group g (4 elements) of a stored panel block, 16 rows, as vpdpbusd's unsigned operand: q8_0 as
@@ -166,10 +164,10 @@ inline __m512i PanelGroup(const uint8_t* q, int g) {
 // convert and one FMA with the 16 rows' scales: the float work is shared by 16 rows instead of
 // paid per row. Each block's accumulator starts at -off * sum(x_b), as in GemvQ.
 template <DType kW>
-void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int /*y_stride*/) {
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
-  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
   alignas(64) int32_t x_start[kMaxBlocks];
   for (int b = 0; b < nb; ++b) x_start[b] = -kOffset * avx2::BlockSum(in.q + b * 32);
   // No software prefetch: the stream is sequential, and Zen 4's prefetchers keep up with it
@@ -218,19 +216,18 @@ void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
   }
 }
 
-// Prefill rows left over by the 16-row panels below: tiles of 4 rows. A chunk of the tile's blocks
+// Prefill rows left over by the 16-row panels below: tiles of 4 rows (r1 - r0 a multiple of 4; an
+// even number of blocks, at most kMaxBlocks). A chunk of the tile's blocks
 // is unpacked once into an L1 buffer as unsigned bytes (see UnsignedTwoBlocks) and then serves
 // every token of a group of 16, so q4_0 nibbles are unpacked once per 16 tokens rather than once
 // per token, and the inner loop is load, vpdpbusd, scale permute, convert, FMA. The offset comes
 // back once per (row, token, chunk) as off * sum_b s[b] * sum(x_b).
 template <DType kW>
-void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
-                  int y_stride) {
+void GemmTiles4(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 64, kGroup = 16;
   constexpr float kOffset = kW == DType::kQ8_0 ? 128.0f : 8.0f;
   const int cols = w.cols, nb = cols / format::kBlock;
-  // Odd block counts (no MobileLLM shape has one) and very wide rows: the AVX2 tiles.
-  if (nb % 2 != 0 || nb > kMaxBlocks) return avx2::MatmulQ<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
@@ -240,11 +237,10 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
   alignas(64) uint8_t wbuf[4][kChunk * 32];
   alignas(64) float s[4][kChunk];
   alignas(64) float x_sum[kGroup][kMaxBlocks];
-  const int r_end = r0 + (r1 - r0) / 4 * 4;
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
     const int t1 = std::min(in.n_tokens, t0 + kGroup);
     for (int t = t0; t < t1; ++t) avx2::BlockSums(in.q + int64_t(t) * cols, nb, x_sum[t - t0]);
-    for (int r = r0; r < r_end; r += 4) {
+    for (int r = r0; r < r1; r += 4) {
       const uint8_t* q0 = quants + int64_t(r) * row_bytes;
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);  // even: nb is
@@ -276,7 +272,6 @@ void MatmulQ4Rows(const MatmulInput& in, const WeightView& w, int r0, int r1, fl
       }
     }
   }
-  if (r_end < r1) avx2::MatmulQ<kW>(in, w, r_end, r1, y, y_stride);
 }
 
 // kNT tokens (t .. t + kNT - 1) against blocks [b0, b0 + n) of a repacked 16-row panel (see
@@ -326,20 +321,15 @@ inline void PanelTile(const uint32_t (*panel)[8][16], const float (*row_scale)[1
 // of all 16 rows. One vpdpbusd then multiplies 4 bytes of 16 rows by the same 4 activation bytes
 // (broadcast), and a block's 16 row results come out in one register, ready for the 16 row scales
 // in one FMA: about 12 instructions per 512 multiply-adds, against 5 per 64 in 4-row tiles.
-// Planar files are repacked on the fly in L1; files in the panel layout (format.h) are already in
-// this order and need only the unsigned offset (q8_0) or the nibbles split (q4_0).
-template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  const bool stored = w.layout == format::Layout::kPanels;
-  if (in.n_tokens == 1 && stored) return GemvPanels<kW>(in, w, r0, r1, y);
-  if (in.n_tokens == 1 && GemvQ<kW>(in, w, r0, r1, y)) return;
+// Planar files (kStored false; an even number of blocks) are repacked on the fly in L1; files in
+// the panel layout (format.h) are already in this order and need only the unsigned offset (q8_0)
+// or the nibbles split (q4_0). r0 and r1 are multiples of 16; at most kMaxBlocks blocks.
+template <DType kW, bool kStored>
+void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16, kChunk = 32, kGroup = 64, kTile = 4;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int cols = w.cols, nb = cols / format::kBlock;
-  const int r_end = r0 + (r1 - r0) / 16 * 16;  // == r1 for stored panels
-  if (stored && nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, y_stride);
-  if (!stored && (r_end == r0 || nb % 2 != 0 || nb > kMaxBlocks))
-    return MatmulQ4Rows<kW>(in, w, r0, r1, y, y_stride);
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
@@ -351,17 +341,17 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
     for (int t = t0; t < t1; ++t)
       for (int b = 0; b < nb; ++b)
         x_start[t - t0][b] = -kOffset * avx2::BlockSum(in.q + int64_t(t) * cols + int64_t(b) * 32);
-    for (int r = r0; r < r_end; r += 16) {
+    for (int r = r0; r < r1; r += 16) {
       for (int b0 = 0; b0 < nb; b0 += kChunk) {
         const int n = std::min(kChunk, nb - b0);
-        for (int j = 0; stored && j < n; ++j) {  // stored panels: only the unsigned offset
+        for (int j = 0; kStored && j < n; ++j) {  // stored panels: only the unsigned offset
           const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
           for (int g = 0; g < 8; ++g) _mm512_store_si512(panel[j][g], PanelGroup<kW>(q, g));
           _mm512_store_ps(row_scale[j],
                           _mm512_cvtph_ps(_mm256_loadu_si256(
                               reinterpret_cast<const __m256i*>(ref::PanelScales(w, r, b0 + j)))));
         }
-        for (int l = 0; !stored && l < 16; ++l) {  // planar rows: gathered into the panel
+        for (int l = 0; !kStored && l < 16; ++l) {  // planar rows: gathered into the panel
           const uint8_t* q = quants + int64_t(r + l) * row_bytes;
           for (int j = 0; j < n; j += 2) {
             alignas(64) uint8_t two[64];
@@ -380,7 +370,6 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
       }
     }
   }
-  if (r_end < r1) MatmulQ4Rows<kW>(in, w, r_end, r1, y, y_stride);
 }
 
 // ---- attention -----------------------------------------------------------------------------
@@ -572,45 +561,138 @@ void AttendGroup64Streamed(const float* q, const void* keys, const void* values,
   }
 }
 
-// Long contexts in one pass, short ones in two. Measured in decode steps (q4_0 125M, one thread):
-// at 128-328 positions the two-pass kernel spent 3-5% less time in attention, at ~540-670 the
-// one-pass kernel 4-6% less and at ~1,550 12% less; from cache the two-pass kernel is 10-20%
-// faster at any length.
-constexpr int kStreamKeys = 512;
-template <int kQ, DType kKV>
+// kQ heads in one pass (kStreamed) or two.
+template <int kQ, DType kKV, bool kStreamed>
 void AttendGroup(const float* q, const void* keys, const void* values, int n_keys, int stride,
                  float scale, float* scores, float* out, float* lse) {
-  if (n_keys >= kStreamKeys)
-    return AttendGroup64Streamed<kQ, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-  AttendGroup64<kQ, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
+  if constexpr (kStreamed)
+    AttendGroup64Streamed<kQ, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
+  else
+    AttendGroup64<kQ, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
 }
 
-// Head dim 64 (every MobileLLM v1 size) in groups of up to 4 heads; other sizes per head (AVX2).
-template <DType kKV>
-void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
-            int hd, float scale, float* scores, float* out, float* lse) {
-  if (hd != 64)
-    return avx2::Attend<kKV>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
+// Head dim 64 (every MobileLLM v1 size) in groups of up to 4 heads.
+template <DType kKV, bool kStreamed>
+void AttendHd64(const float* q, int n_q, const void* keys, const void* values, int n_keys,
+                int stride, int /*hd*/, float scale, float* scores, float* out, float* lse) {
   for (int h = 0; h < n_q;) {
     const int n = std::min(4, n_q - h);
     const float* qh = q + 64 * h;
     float *sh = scores + int64_t(h) * n_keys, *oh = out + 64 * h, *lh = lse ? lse + h : nullptr;
     switch (n) {
       case 4:
-        AttendGroup<4, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
+        AttendGroup<4, kKV, kStreamed>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       case 3:
-        AttendGroup<3, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
+        AttendGroup<3, kKV, kStreamed>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       case 2:
-        AttendGroup<2, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
+        AttendGroup<2, kKV, kStreamed>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
         break;
       default:
-        AttendGroup<1, kKV>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
+        AttendGroup<1, kKV, kStreamed>(qh, keys, values, n_keys, stride, scale, sh, oh, lh);
     }
     h += n;
   }
 }
+
+// ---- the variants (kernels.h), in the order a table tries them ---------------------------------
+
+// Quantized weights: decode from panels and from rows, prefill from panels (stored, then planar
+// rows gathered 16 at a time, then their leftover rows in 4-row tiles).
+constexpr MatmulKernel kMatmuls[] = {
+    {.name = "q8_0_q8_gemv_panels_avx512vnni",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_panels_avx512vnni",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ4_0>},
+    {.name = "q8_0_q8_gemv_avx512vnni",
+     .weights = DType::kQ8_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_avx512vnni",
+     .weights = DType::kQ4_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ4_0>},
+    {.name = "q8_0_q8_gemm_panels_avx512vnni",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ8_0, true>},
+    {.name = "q4_0_q8_gemm_panels_avx512vnni",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ4_0, true>},
+    {.name = "q8_0_q8_gemm_gathered_panels_avx512vnni",
+     .weights = DType::kQ8_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .block_multiple = 2,
+     .row_multiple = 16,
+     .fn = GemmPanels<DType::kQ8_0, false>},
+    {.name = "q4_0_q8_gemm_gathered_panels_avx512vnni",
+     .weights = DType::kQ4_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .block_multiple = 2,
+     .row_multiple = 16,
+     .fn = GemmPanels<DType::kQ4_0, false>},
+    {.name = "q8_0_q8_gemm_tiles4_avx512vnni",
+     .weights = DType::kQ8_0,
+     .max_blocks = kMaxBlocks,
+     .block_multiple = 2,
+     .row_multiple = 4,
+     .fn = GemmTiles4<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_tiles4_avx512vnni",
+     .weights = DType::kQ4_0,
+     .max_blocks = kMaxBlocks,
+     .block_multiple = 2,
+     .row_multiple = 4,
+     .fn = GemmTiles4<DType::kQ4_0>},
+};
+
+// Attention, head dim 64: long contexts in one pass, short ones in two. Measured in decode steps
+// (q4_0 125M, one thread): at 128-328 positions the two-pass kernel spent 3-5% less time in
+// attention, at ~540-670 the one-pass kernel 4-6% less and at ~1,550 12% less; from cache the
+// two-pass kernel is 10-20% faster at any length.
+constexpr int kStreamKeys = 512;
+constexpr AttendKernel kAttends[] = {
+    {.name = "f32_attend_hd64_gqa_streamed_avx512",
+     .kv = DType::kF32,
+     .head_dim = 64,
+     .min_keys = kStreamKeys,
+     .fn = AttendHd64<DType::kF32, true>},
+    {.name = "f16_attend_hd64_gqa_streamed_avx512",
+     .kv = DType::kF16,
+     .head_dim = 64,
+     .min_keys = kStreamKeys,
+     .fn = AttendHd64<DType::kF16, true>},
+    {.name = "f32_attend_hd64_gqa_avx512",
+     .kv = DType::kF32,
+     .head_dim = 64,
+     .fn = AttendHd64<DType::kF32, false>},
+    {.name = "f16_attend_hd64_gqa_avx512",
+     .kv = DType::kF16,
+     .head_dim = 64,
+     .fn = AttendHd64<DType::kF16, false>},
+};
+
+// The lists of a table built on these kernels. The AVX2 row kernels serve what the AVX-512 ones do
+// not: odd block counts (no MobileLLM shape has one), rows wider than kMaxBlocks, rows left over
+// by the 4-row tiles; the AVX2 attention serves other head sizes.
+constexpr auto kTableMatmuls =
+    ConcatKernels(avx2::kFloatMatmuls, kMatmuls, avx2::kRowGemms, ref::kMatmuls);
+constexpr auto kTableAttends = ConcatKernels(kAttends, avx2::kAttends, ref::kAttends);
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop

@@ -59,10 +59,10 @@ using avx2::kMaxBlocks;
 // per 8 rows with their scales. q4_0's high nibbles go in masked but unshifted (16 * q), in their
 // own accumulators, and one exact shift per block undoes it, as in avx512::GemvPanels.
 template <DType kW>
-void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y) {
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int /*y_stride*/) {
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
-  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, 0);
   alignas(32) int32_t x_start[kMaxBlocks];
   for (int b = 0; b < nb; ++b) x_start[b] = -kOffset * avx2::BlockSum(in.q + b * 32);
   const uint8_t* block = ref::PanelBlock(w, r0, 0);
@@ -147,15 +147,13 @@ inline void PanelTile(const uint8_t (*panel)[8][2][32], const float (*row_scale)
 
 // Prefill from panels: a panel of 16 rows x up to 32 blocks is unpacked once per group of 64
 // tokens into L1 as unsigned groups (q8_0 offset, q4_0 nibbles split), then serves the group's
-// tokens four at a time (PanelTile). Planar matrices take the AVX2 path.
+// tokens four at a time (PanelTile). Planar matrices take the AVX2 kernels.
 template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int y_stride) {
   constexpr int kChunk = 32, kGroup = 64, kTile = 4;
   constexpr int kOffset = kW == DType::kQ8_0 ? 128 : 8;
   const int cols = w.cols, nb = cols / format::kBlock;
-  if (w.layout != format::Layout::kPanels) return avx2::MatmulQ<kW>(in, w, r0, r1, y, y_stride);
-  if (nb > kMaxBlocks) return ref::Matmul<kW>(in, w, r0, r1, y, y_stride);
-  if (in.n_tokens == 1) return GemvPanels<kW>(in, w, r0, r1, y);
   alignas(32) uint8_t panel[kChunk][8][2][32];      // 16 KB
   alignas(32) float row_scale[kChunk][2][8];        // dW of the 16 rows, per block
   alignas(32) int32_t x_start[kGroup][kMaxBlocks];  // -off * sum of block b's activations
@@ -188,6 +186,38 @@ void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* 
     }
   }
 }
+
+// The variants (kernels.h): quantized weights in the panel layout, decode then prefill.
+constexpr MatmulKernel kPanelMatmuls[] = {
+    {.name = "q8_0_q8_gemv_panels_avxvnni",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_panels_avxvnni",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvPanels<DType::kQ4_0>},
+    {.name = "q8_0_q8_gemm_panels_avxvnni",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_panels_avxvnni",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .max_blocks = kMaxBlocks,
+     .fn = GemmPanels<DType::kQ4_0>},
+};
+
+// The lists of a table built on these kernels (avxvnni, and its test twin): the AVX2 kernels for
+// float weights and planar rows.
+constexpr auto kTableMatmuls = ConcatKernels(avx2::kFloatMatmuls, kPanelMatmuls, avx2::kRowGemvs,
+                                             avx2::kRowGemms, ref::kMatmuls);
+constexpr auto kTableAttends = avx2::kTableAttends;
 
 }  // namespace
 }  // namespace mobilellm::avxvnni

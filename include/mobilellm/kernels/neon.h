@@ -20,6 +20,15 @@
 
 #include "mobilellm/kernels/ref.h"
 
+// The suffix of this TU's variant names (kernels.h): the instruction set it is built for.
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+#define MOBILELLM_NEON_ISA "neon_i8mm"
+#elif defined(__ARM_FEATURE_DOTPROD)
+#define MOBILELLM_NEON_ISA "neon_dotprod"
+#else
+#define MOBILELLM_NEON_ISA "neon"
+#endif
+
 namespace mobilellm::neon {
 // Internal linkage, as in the x86 headers: each table's TU keeps its own copy, built with its own
 // -march, so a dotprod build of a helper can never serve the baseline table.
@@ -41,7 +50,7 @@ inline float32x4_t Load4(const void* p, int64_t i) {
 
 // Decode: one weight row at a time, one sequential stream; x stays in L1.
 template <DType kW>
-void Gemv(const float* x, const WeightView& wv, int r0, int r1, float* y) {
+void GemvRows(const float* x, const WeightView& wv, int r0, int r1, float* y) {
   const int cols = wv.cols, k16 = cols & ~15;
   for (int r = r0; r < r1; ++r) {
     const int64_t w0 = int64_t(r) * cols;
@@ -60,11 +69,16 @@ void Gemv(const float* x, const WeightView& wv, int r0, int r1, float* y) {
   }
 }
 
+template <DType kW>
+void Gemv(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int /*y_stride*/) {
+  GemvRows<kW>(in.x, wv, r0, r1, y);
+}
+
 // Prefill: tiles of 4 weight rows x 2 tokens, so each weight vector loaded (and converted) once
 // serves two tokens and each activation vector serves four rows: 8 accumulators of 32.
 template <DType kW>
-void Matmul(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y, int y_stride) {
-  if (in.n_tokens == 1) return Gemv<kW>(in.x, wv, r0, r1, y);
+void GemmTiles4x2(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y,
+                  int y_stride) {
   const void* w = wv.data;
   const int cols = wv.cols, k4 = cols & ~3;
   int r = r0;
@@ -95,7 +109,7 @@ void Matmul(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* 
     }
   }
   for (int t = 0; r < r1 && t < in.n_tokens; ++t)  // leftover rows: one GEMV per token
-    Gemv<kW>(in.x + int64_t(t) * cols, wv, r, r1, y + int64_t(t) * y_stride);
+    GemvRows<kW>(in.x + int64_t(t) * cols, wv, r, r1, y + int64_t(t) * y_stride);
 }
 
 template <DType kW>
@@ -178,7 +192,9 @@ inline float RowDotQ(const uint8_t* q, const int8_t* xq, const float* s, int nb)
 constexpr int kMaxBlocks = 256;
 
 template <DType kW>
-void GemvQ(const int8_t* xq, const float* xd, const WeightView& w, int r0, int r1, float* y) {
+void GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int /*y_stride*/) {
+  const int8_t* xq = in.q;
+  const float* xd = in.d;
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   const int nb = w.cols / format::kBlock;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
@@ -400,55 +416,57 @@ void MatmulPanelsMmla(const MatmulInput& in, const WeightView& w, int r0, int r1
 }
 #endif
 
-// Prefill. With i8mm: 2 x 2 SMMLA tiles. Otherwise: each row's scales once, then the row
-// against every token (the row stays in L1 while the tokens stream past it).
-template <DType kW>
-void MatmulQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
-  if (w.layout == format::Layout::kPanels) {
 #if defined(__ARM_FEATURE_MATMUL_INT8)
-    if (in.n_tokens > 1) return MatmulPanelsMmla<kW>(in, w, r0, r1, y, y_stride);
-#endif
-    return MatmulPanels<kW>(in, w, r0, r1, y, y_stride);
-  }
+// Prefill from planar rows with i8mm: 2 x 2 SMMLA tiles (Tile2x2) over row pairs (r1 - r0 even) and
+// token pairs, an odd last token row by row. At most kMaxBlocks blocks, at least 2 tokens.
+template <DType kW>
+void GemmTiles2x2(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                  int y_stride) {
   const int nb = w.cols / format::kBlock;
-  if (in.n_tokens == 1 && nb <= kMaxBlocks) return GemvQ<kW>(in.q, in.d, w, r0, r1, y);
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
   const int64_t row_bytes = int64_t(nb) * kBlockBytes;
   const uint8_t* quants = static_cast<const uint8_t*>(w.data);
   const uint16_t* scales = ref::Scales(w);
-  int r = r0;
-#if defined(__ARM_FEATURE_MATMUL_INT8)
   const int t_pairs = in.n_tokens & ~1;
-  if (nb <= kMaxBlocks && t_pairs > 0) {
-    float d0[kMaxBlocks], d1[kMaxBlocks];
-    for (; r + 2 <= r1; r += 2) {
-      for (int b = 0; b < nb; ++b) {
-        d0[b] = F16ToF32(scales[int64_t(r) * nb + b]);
-        d1[b] = F16ToF32(scales[int64_t(r + 1) * nb + b]);
-      }
-      for (int t = 0; t < t_pairs; t += 2) {
-        const int8_t* x0 = in.q + int64_t(t) * w.cols;
-        const float* e0 = in.d + int64_t(t) * nb;
-        const float32x4_t v = Tile2x2<kW>(quants + r * row_bytes, quants + (r + 1) * row_bytes, x0,
-                                          x0 + w.cols, d0, d1, e0, e0 + nb, nb);
-        y[int64_t(t) * y_stride + r] = vgetq_lane_f32(v, 0);
-        y[int64_t(t) * y_stride + r + 1] = vgetq_lane_f32(v, 1);
-        y[int64_t(t + 1) * y_stride + r] = vgetq_lane_f32(v, 2);
-        y[int64_t(t + 1) * y_stride + r + 1] = vgetq_lane_f32(v, 3);
-      }
+  float d0[kMaxBlocks], d1[kMaxBlocks];
+  for (int r = r0; r < r1; r += 2) {
+    for (int b = 0; b < nb; ++b) {
+      d0[b] = F16ToF32(scales[int64_t(r) * nb + b]);
+      d1[b] = F16ToF32(scales[int64_t(r + 1) * nb + b]);
     }
-    // Rows [r0, r) are done for the paired tokens: finish their odd last token below.
-    if (t_pairs < in.n_tokens)
-      for (int rr = r0; rr < r; ++rr)
-        for (int t = t_pairs; t < in.n_tokens; ++t) {
-          float s[kMaxBlocks];
-          RowScales(scales + int64_t(rr) * nb, in.d + int64_t(t) * nb, nb, s);
-          y[int64_t(t) * y_stride + rr] =
-              RowDotQ<kW>(quants + rr * row_bytes, in.q + int64_t(t) * w.cols, s, nb);
-        }
+    for (int t = 0; t < t_pairs; t += 2) {
+      const int8_t* x0 = in.q + int64_t(t) * w.cols;
+      const float* e0 = in.d + int64_t(t) * nb;
+      const float32x4_t v = Tile2x2<kW>(quants + r * row_bytes, quants + (r + 1) * row_bytes, x0,
+                                        x0 + w.cols, d0, d1, e0, e0 + nb, nb);
+      y[int64_t(t) * y_stride + r] = vgetq_lane_f32(v, 0);
+      y[int64_t(t) * y_stride + r + 1] = vgetq_lane_f32(v, 1);
+      y[int64_t(t + 1) * y_stride + r] = vgetq_lane_f32(v, 2);
+      y[int64_t(t + 1) * y_stride + r + 1] = vgetq_lane_f32(v, 3);
+    }
   }
+  // The odd last token, row by row.
+  if (t_pairs < in.n_tokens)
+    for (int r = r0; r < r1; ++r)
+      for (int t = t_pairs; t < in.n_tokens; ++t) {
+        float s[kMaxBlocks];
+        RowScales(scales + int64_t(r) * nb, in.d + int64_t(t) * nb, nb, s);
+        y[int64_t(t) * y_stride + r] =
+            RowDotQ<kW>(quants + r * row_bytes, in.q + int64_t(t) * w.cols, s, nb);
+      }
+}
 #endif
-  for (; r < r1; ++r) {
+
+// Planar rows, any row width: each row's scales once, then the row against every token (the row
+// stays in L1 while the tokens stream past it).
+template <DType kW>
+void GemmRows(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int y_stride) {
+  const int nb = w.cols / format::kBlock;
+  constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
+  const int64_t row_bytes = int64_t(nb) * kBlockBytes;
+  const uint8_t* quants = static_cast<const uint8_t*>(w.data);
+  const uint16_t* scales = ref::Scales(w);
+  for (int r = r0; r < r1; ++r) {
     const uint8_t* q = quants + r * row_bytes;
     for (int t = 0; t < in.n_tokens; ++t) {
       const int8_t* xq = in.q + int64_t(t) * w.cols;
@@ -505,6 +523,7 @@ inline float32x4_t Exp(float32x4_t x) {
   return vmulq_f32(y, vreinterpretq_f32_s32(e));
 }
 
+// sum x*y over n floats.
 inline float Dot(const float* x, const float* y, int n) {
   float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
   int i = 0;
@@ -526,28 +545,6 @@ inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out
   for (; i < n; ++i) out[i] = (x[i] * inv) * w[i];
 }
 
-inline void Softmax(float* x, int n) {
-  float32x4_t vmax = vdupq_n_f32(x[0]);
-  int i = 0;
-  for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
-  float max = vmaxvq_f32(vmax);
-  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
-  float32x4_t vsum = vdupq_n_f32(0.0f);
-  for (i = 0; i + 4 <= n; i += 4) {
-    const float32x4_t e = Exp(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
-    vst1q_f32(x + i, e);
-    vsum = vaddq_f32(vsum, e);
-  }
-  float sum = vaddvq_f32(vsum);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
-  for (; i < n; ++i) x[i] *= inv;
-}
-
 inline void SiluMul(float* gate, const float* up, int n) {
   int i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -562,12 +559,6 @@ inline void Add(float* y, const float* x, int n) {
   int i = 0;
   for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
   for (; i < n; ++i) y[i] += x[i];
-}
-
-inline void Axpy(float a, const float* x, float* y, int n) {
-  int i = 0;
-  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
-  for (; i < n; ++i) y[i] += a * x[i];
 }
 
 // Attention for a head of kH x 4 values (f32 or f16 cache), query and output held in registers.
@@ -613,26 +604,19 @@ void AttendHead(const float* q, const void* keys, const void* values, int n_keys
   if (lse) *lse = max + std::log(sum);
 }
 
-// One head, in registers for the head sizes MobileLLM uses; the reference otherwise.
-template <DType kKV>
-void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride, int hd,
-               float scale, float* scores, float* out, float* lse) {
-  switch (hd) {
-    case 32:
-      return AttendHead<8, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-    case 64:
-      return AttendHead<16, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
-    default:
-      return ref::AttendOne<kKV>(q, keys, values, n_keys, stride, hd, scale, scores, out, lse);
-  }
+// One head of kH x 4 values (AttendHead), with AttendOne's signature.
+template <int kH, DType kKV>
+void AttendOne(const float* q, const void* keys, const void* values, int n_keys, int stride,
+               int /*hd*/, float scale, float* scores, float* out, float* lse) {
+  AttendHead<kH, kKV>(q, keys, values, n_keys, stride, scale, scores, out, lse);
 }
 
 // The heads of a group one by one (each reads the keys and values again, from cache).
-template <DType kKV>
+template <int kH, DType kKV>
 void Attend(const float* q, int n_q, const void* keys, const void* values, int n_keys, int stride,
             int hd, float scale, float* scores, float* out, float* lse) {
-  ref::AttendHeads<AttendOne<kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
-                                   lse);
+  ref::AttendHeads<AttendOne<kH, kKV>>(q, n_q, keys, values, n_keys, stride, hd, scale, scores, out,
+                                       lse);
 }
 
 inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin,
@@ -661,26 +645,130 @@ inline void ToF16(const float* x, int n, uint16_t* out) {
   for (; i < n; ++i) out[i] = F32ToF16(x[i]);
 }
 
-// The table, built in each TU from that TU's copies of the functions above.
-constexpr KernelTable MakeTable(const char* name, const char* requires,
+// ---- the variants (kernels.h), in the order a table tries them ---------------------------------
+// Each table's TU (neon, neon_dotprod, neon_i8mm) lists its own copies, named for its -march.
+
+constexpr MatmulKernel kMatmuls[] = {
+    // Float weights: decode, then prefill.
+    {.name = "f32_gemv_" MOBILELLM_NEON_ISA,
+     .weights = DType::kF32,
+     .max_tokens = 1,
+     .fn = Gemv<DType::kF32>},
+    {.name = "f16_gemv_" MOBILELLM_NEON_ISA,
+     .weights = DType::kF16,
+     .max_tokens = 1,
+     .fn = Gemv<DType::kF16>},
+    {.name = "bf16_gemv_" MOBILELLM_NEON_ISA,
+     .weights = DType::kBF16,
+     .max_tokens = 1,
+     .fn = Gemv<DType::kBF16>},
+    {.name = "f32_gemm_tiles4x2_" MOBILELLM_NEON_ISA,
+     .weights = DType::kF32,
+     .fn = GemmTiles4x2<DType::kF32>},
+    {.name = "f16_gemm_tiles4x2_" MOBILELLM_NEON_ISA,
+     .weights = DType::kF16,
+     .fn = GemmTiles4x2<DType::kF16>},
+    {.name = "bf16_gemm_tiles4x2_" MOBILELLM_NEON_ISA,
+     .weights = DType::kBF16,
+     .fn = GemmTiles4x2<DType::kBF16>},
+// Quantized weights in panels: with i8mm, prefill with SMMLA; then SDOT by element (or its
+// emulation) for everything else.
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    {.name = "q8_0_q8_gemm_panels_smmla_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .min_tokens = 2,
+     .fn = MatmulPanelsMmla<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_panels_smmla_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .min_tokens = 2,
+     .fn = MatmulPanelsMmla<DType::kQ4_0>},
+#endif
+    {.name = "q8_0_q8_matmul_panels_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kPanels,
+     .fn = MatmulPanels<DType::kQ8_0>},
+    {.name = "q4_0_q8_matmul_panels_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kPanels,
+     .fn = MatmulPanels<DType::kQ4_0>},
+    // Quantized weights in planar rows: decode; with i8mm, prefill in 2 x 2 SMMLA tiles; then
+    // row by row for everything else.
+    {.name = "q8_0_q8_gemv_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ8_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemv_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ4_0,
+     .max_tokens = 1,
+     .max_blocks = kMaxBlocks,
+     .fn = GemvQ<DType::kQ4_0>},
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    {.name = "q8_0_q8_gemm_tiles2x2_smmla_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ8_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .row_multiple = 2,
+     .fn = GemmTiles2x2<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_tiles2x2_smmla_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ4_0,
+     .min_tokens = 2,
+     .max_blocks = kMaxBlocks,
+     .row_multiple = 2,
+     .fn = GemmTiles2x2<DType::kQ4_0>},
+#endif
+    {.name = "q8_0_q8_gemm_rows_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ8_0,
+     .fn = GemmRows<DType::kQ8_0>},
+    {.name = "q4_0_q8_gemm_rows_" MOBILELLM_NEON_ISA,
+     .weights = DType::kQ4_0,
+     .fn = GemmRows<DType::kQ4_0>},
+};
+
+// Attention, one head at a time with the head in registers, for the head sizes MobileLLM uses.
+constexpr AttendKernel kAttends[] = {
+    {.name = "f32_attend_hd32_" MOBILELLM_NEON_ISA,
+     .kv = DType::kF32,
+     .head_dim = 32,
+     .fn = Attend<8, DType::kF32>},
+    {.name = "f32_attend_hd64_" MOBILELLM_NEON_ISA,
+     .kv = DType::kF32,
+     .head_dim = 64,
+     .fn = Attend<16, DType::kF32>},
+    {.name = "f16_attend_hd32_" MOBILELLM_NEON_ISA,
+     .kv = DType::kF16,
+     .head_dim = 32,
+     .fn = Attend<8, DType::kF16>},
+    {.name = "f16_attend_hd64_" MOBILELLM_NEON_ISA,
+     .kv = DType::kF16,
+     .head_dim = 64,
+     .fn = Attend<16, DType::kF16>},
+};
+
+constexpr auto kTableMatmuls = ConcatKernels(kMatmuls, ref::kMatmuls);
+constexpr auto kTableAttends = ConcatKernels(kAttends, ref::kAttends);
+
+// A table of this TU's kernels.
+constexpr KernelTable MakeTable(const char* name, const char* features,
                                 bool (*supported)(const CpuFeatures&)) {
-  return {name,
-          requires,
-          supported,
-          {Matmul<DType::kF32>, Matmul<DType::kF16>, Matmul<DType::kBF16>, MatmulQ<DType::kQ8_0>,
-           MatmulQ<DType::kQ4_0>},
-          {RowToF32<DType::kF32>, RowToF32<DType::kF16>, RowToF32<DType::kBF16>,
-           RowToF32<DType::kQ8_0>, RowToF32<DType::kQ4_0>},
-          QuantizeQ8,
-          RmsNorm,
-          Softmax,
-          SiluMul,
-          Add,
-          Dot,
-          Axpy,
-          {Attend<DType::kF32>, Attend<DType::kF16>},
-          Rope,
-          ToF16};
+  return {.name = name,
+          .features = features,
+          .supported = supported,
+          .matmuls = kTableMatmuls,
+          .attends = kTableAttends,
+          .row_to_f32 = {.f32 = RowToF32<DType::kF32>,
+                         .f16 = RowToF32<DType::kF16>,
+                         .bf16 = RowToF32<DType::kBF16>,
+                         .q8_0 = RowToF32<DType::kQ8_0>,
+                         .q4_0 = RowToF32<DType::kQ4_0>},
+          .quantize_q8 = QuantizeQ8,
+          .rmsnorm = RmsNorm,
+          .silu_mul = SiluMul,
+          .add = Add,
+          .rope = Rope,
+          .to_f16 = ToF16};
 }
 
 }  // namespace

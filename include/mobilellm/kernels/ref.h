@@ -147,10 +147,6 @@ inline float SoftmaxLogSumExp(float* x, int n) {
   return max + std::log(sum);
 }
 
-inline void Softmax(float* x, int n) {
-  SoftmaxLogSumExp(x, n);
-}
-
 // SwiGLU's gate: silu(g) * u, silu(g) = g / (1 + exp(-g)).
 inline void SiluMul(float* gate, const float* up, int n) {
   for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
@@ -158,16 +154,6 @@ inline void SiluMul(float* gate, const float* up, int n) {
 
 inline void Add(float* y, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += x[i];
-}
-
-inline float Dot(const float* x, const float* y, int n) {
-  float sum = 0.0f;
-  for (int i = 0; i < n; ++i) sum += x[i] * y[i];
-  return sum;
-}
-
-inline void Axpy(float a, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 // softmax(scale * q K^T) V for one query head, as PyTorch's scaled_dot_product_attention; the
@@ -224,6 +210,39 @@ inline void Rope(float* x, int n_heads, int head_dim, const float* cos, const fl
 inline void ToF16(const float* x, int n, uint16_t* out) {
   for (int i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
 }
+
+// The reference variants: each serves every call of its type, so every table ends with them.
+constexpr MatmulKernel kMatmuls[] = {
+    {.name = "f32_matmul_ref",
+     .weights = DType::kF32,
+     .layouts = MatmulKernel::kAnyLayout,
+     .fn = Matmul<DType::kF32>},
+    {.name = "f16_matmul_ref",
+     .weights = DType::kF16,
+     .layouts = MatmulKernel::kAnyLayout,
+     .fn = Matmul<DType::kF16>},
+    {.name = "bf16_matmul_ref",
+     .weights = DType::kBF16,
+     .layouts = MatmulKernel::kAnyLayout,
+     .fn = Matmul<DType::kBF16>},
+    {.name = "q8_0_q8_matmul_ref",
+     .weights = DType::kQ8_0,
+     .layouts = MatmulKernel::kAnyLayout,
+     .fn = Matmul<DType::kQ8_0>},
+    {.name = "q4_0_q8_matmul_ref",
+     .weights = DType::kQ4_0,
+     .layouts = MatmulKernel::kAnyLayout,
+     .fn = Matmul<DType::kQ4_0>},
+};
+constexpr AttendKernel kAttends[] = {
+    {.name = "f32_attend_ref", .kv = DType::kF32, .fn = Attend<DType::kF32>},
+    {.name = "f16_attend_ref", .kv = DType::kF16, .fn = Attend<DType::kF16>},
+};
+constexpr RowToF32Fns kRowToF32 = {.f32 = RowToF32<DType::kF32>,
+                                   .f16 = RowToF32<DType::kF16>,
+                                   .bf16 = RowToF32<DType::kBF16>,
+                                   .q8_0 = RowToF32<DType::kQ8_0>,
+                                   .q4_0 = RowToF32<DType::kQ4_0>};
 
 }  // namespace
 }  // namespace mobilellm::ref
