@@ -165,6 +165,9 @@ const Corruption kCorruptions[] = {
     {"header_size", [](std::string& b) { Header(b).header_size = 256; },
      "header_size: expected 512, found 256"},
     {"table_outside", [](std::string& b) { Header(b).tensor_count = 100000; }, "tensor table"},
+    // Found by tools/fuzz.sh: an offset whose sum with the table's size wraps past 2^64.
+    {"table_offset_wraps", [](std::string& b) { Header(b).table_offset = ~uint64_t(0) - 255; },
+     "tensor table"},
     {"tensor_outside",
      [](std::string& b) { Entry(b, 1).offset = (Header(b).file_size / 256 + 1) * 256; },
      "lies outside the data region"},
