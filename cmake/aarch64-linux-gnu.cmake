@@ -22,6 +22,9 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
+# pkg-config sees the target's .pc files only (libsentencepiece-dev is host-only here, so the
+# converter, which needs it, is not cross-built: tools/test-aarch64.sh uses the host's).
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
 
 # The dynamic loader and libc must come from the same build: with -L alone, qemu takes ld.so from
 # the cross sysroot but the loader then finds multiarch libc6:arm64 (installed with the arm64

@@ -121,8 +121,13 @@ inline bool Emulated() {
 inline std::string Mobilellm() {
   return Emulator() + BinDir() + "/mobilellm";
 }
+// The converter: this build's, or the host's where a cross build has none (tests/CMakeLists.txt).
 inline std::string Convert() {
+#if defined(MOBILELLM_CONVERTER)
+  return MOBILELLM_CONVERTER;
+#else
   return Emulator() + BinDir() + "/mobilellm-convert";
+#endif
 }
 
 // Fixture case `name`'s HF checkpoint directory.

@@ -15,6 +15,8 @@
 #include "mobilellm/model_file.h"
 #include "mobilellm/quantize.h"
 #include "mobilellm/tokenizer.h"
+#include "progress.h"
+#include "spm_check.h"
 #include "tokenizer_json.h"
 
 namespace {
@@ -35,6 +37,10 @@ std::string ShapeString(const std::vector<int64_t>& s) {
 }
 
 Status CheckTokenizer(const std::string& bytes, const ModelConfig& c, const std::string& where) {
+  // The SentencePiece library judges a SentencePiece model first: it names what the runtime
+  // tokenizer cannot reproduce.
+  if (c.tokenizer_kind == format::TokenizerKind::kSentencePiece)
+    MOBILELLM_RETURN_IF_ERROR(convert::CheckWithSentencePiece(bytes, where));
   const auto tokenizer = Tokenizer::Parse(c.tokenizer_kind, bytes);
   if (!tokenizer.ok()) return Status::Error(where + ": " + tokenizer.status().message());
   if (tokenizer->size() > c.vocab_size)
@@ -45,13 +51,14 @@ Status CheckTokenizer(const std::string& bytes, const ModelConfig& c, const std:
 
 ModelWriter::Progress MakeProgress(bool quiet) {
   if (quiet) return {};
-  auto last = std::make_shared<int>(-1);
-  return [last](uint64_t done, uint64_t total) {
+  // A bar on a terminal, a line per quarter elsewhere (src/cli/progress.h); ended when the
+  // writer drops this function after the write.
+  auto bar = std::make_shared<std::unique_ptr<cli::Progress>>();
+  return [bar](uint64_t done, uint64_t total) {
     if (total < (64u << 20)) return;  // small models finish before a progress line helps
-    const int pct = int(done * 100 / total);
-    if (pct / 10 == *last / 10 && pct != 100) return;
-    *last = pct;
-    std::fprintf(stderr, "  %3d%%  %.0f / %.0f MiB\n", pct, done / 1048576.0, total / 1048576.0);
+    if (!*bar)
+      *bar = std::make_unique<cli::Progress>("mobilellm-convert: writing", total, "MiB", 1 << 20);
+    (*bar)->Update(done);
   };
 }
 
