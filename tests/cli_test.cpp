@@ -184,6 +184,34 @@ TEST_F(Cli, ThreadsBeyondTheCpusAreClampedWithOneWarning) {
   EXPECT_EQ(fine.err.find("warning"), std::string::npos) << fine.err;
 }
 
+// Progress: plain lines in a log (no carriage return, at most one per quarter), a bar with the
+// rate and the time left on a terminal (a pty from script(1)).
+TEST_F(Cli, ProgressIsABarOnATerminalAndAFewLinesElsewhere) {
+  const std::string ppl = testing::Mobilellm() + " perplexity -m " + Model() + " -f " +
+                          MOBILELLM_SOURCE_DIR + "/tests/testdata/corpus.txt -c 32";
+  const auto plain = RunCommand(ppl);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.err.find('\r'), std::string::npos) << plain.err;
+  EXPECT_GE(std::count(plain.err.begin(), plain.err.end(), '\n'), 1) << plain.err;
+  EXPECT_LE(std::count(plain.err.begin(), plain.err.end(), '\n'), 4) << plain.err;
+  EXPECT_NE(plain.err.find("perplexity: 100%"), std::string::npos) << plain.err;
+  EXPECT_NE(plain.err.find("tokens/s"), std::string::npos) << plain.err;
+  EXPECT_NE(plain.out.find("perplexity"), std::string::npos) << plain.out;
+
+  const auto tty = RunCommand("script -qfec \"" + ppl + "\" /dev/null");
+  ASSERT_EQ(tty.exit_code, 0) << tty.out;
+  EXPECT_NE(tty.out.find("\r\033[Kperplexity ["), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("] 100%"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find(" left"), std::string::npos) << tty.out;
+
+  const auto bench = RunCommand(testing::Mobilellm() + " bench -m " + Model() +
+                                " -p 4 -n 4 -r 1 -t 1,1 --output json");
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_EQ(bench.err.find('\r'), std::string::npos) << bench.err;
+  EXPECT_EQ(std::count(bench.err.begin(), bench.err.end(), '\n'), 2)
+      << "a line per row: " << bench.err;
+}
+
 TEST_F(Cli, InfoVerify) {
   const auto r = RunCommand(testing::Mobilellm() + " info --verify " + Model());
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -15,6 +15,7 @@
 
 #include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
+#include "progress.h"
 #include "threads.h"
 
 namespace mobilellm::cli {
@@ -181,11 +182,17 @@ std::string Basename(const std::string& p) {
 int RunBench(const BenchArgs& a) {
   std::vector<nlohmann::json> rows;
   const size_t total = a.models.size() * a.threads.size();
+  // A bar over the rows on a terminal; elsewhere one plain line as each row starts.
+  Progress progress("bench", total, "rows");
   for (const std::string& path : a.models) {
     for (const int asked : a.threads) {
       const int threads = UsableThreads(asked);
-      std::fprintf(stderr, "[%zu/%zu] %s, %d thread%s ...\n", rows.size() + 1, total,
-                   Basename(path).c_str(), threads, threads == 1 ? "" : "s");
+      const std::string row_name =
+          Basename(path) + ", " + std::to_string(threads) + " thread" + (threads == 1 ? "" : "s");
+      if (progress.tty())
+        progress.Update(rows.size(), row_name);
+      else
+        std::fprintf(stderr, "[%zu/%zu] %s ...\n", rows.size() + 1, total, row_name.c_str());
       int fds[2];
       if (::pipe(fds) != 0) return 1;
       const pid_t pid = ::fork();
@@ -207,14 +214,17 @@ int RunBench(const BenchArgs& a) {
       if (row.is_discarded() || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         row = {{"error", "benchmark process failed (status " + std::to_string(status) + ")"}};
       if (row.contains("error")) {
+        progress.Finish();
         std::fprintf(stderr, "mobilellm: error: %s\n", row["error"].get<std::string>().c_str());
         return 1;
       }
       row["peak_rss_mib"] = ru.ru_maxrss / 1024.0;
       row["threads_asked"] = asked;
       rows.push_back(row);
+      if (progress.tty()) progress.Update(rows.size(), row_name);
     }
   }
+  progress.Finish();
 
   if (a.output == "json") {
     for (const auto& r : rows) std::printf("%s\n", r.dump().c_str());

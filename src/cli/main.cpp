@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "common.h"
 #include "mobilellm/memory.h"
 #include "mobilellm/mobilellm.h"
+#include "progress.h"
 #include "threads.h"
 
 #ifndef MOBILELLM_SOURCE_DIR
@@ -429,6 +431,8 @@ int RunPerplexity(const PerplexityArgs& a) {
   const int vocab = model->config().vocab_size, w = a.ctx - 1;
   double nll = 0;
   const auto t0 = Clock::now();
+  std::optional<cli::Progress> progress;
+  if (!a.json) progress.emplace("perplexity", ids.size(), "tokens");
   std::vector<int> window;
   for (size_t start = 0; start < ids.size(); start += w) {
     const size_t n = std::min<size_t>(w, ids.size() - start);
@@ -436,7 +440,10 @@ int RunPerplexity(const PerplexityArgs& a) {
     window.insert(window.end(), ids.begin() + start, ids.begin() + start + n);
     s.Reset();
     const Status st = s.Evaluate(window);
-    if (!st.ok()) return Fail(st.message());
+    if (!st.ok()) {
+      if (progress) progress->Finish();
+      return Fail(st.message());
+    }
     for (size_t i = 0; i < n; ++i) {
       const float* l = s.logits_at(int(i));
       double max = l[0], sum = 0;
@@ -444,10 +451,10 @@ int RunPerplexity(const PerplexityArgs& a) {
       for (int v = 0; v < vocab; ++v) sum += std::exp(double(l[v]) - max);
       nll -= double(l[window[i + 1]]) - max - std::log(sum);
     }
-    if (!a.json) std::fprintf(stderr, "\r%zu / %zu tokens", start + n, ids.size());
+    if (progress) progress->Update(start + n);
   }
   const double secs = MsSince(t0) / 1000.0, mean = nll / ids.size();
-  if (!a.json) std::fprintf(stderr, "\n");
+  if (progress) progress->Finish();
   if (a.json) {
     nlohmann::json j = {{"tokens", ids.size()},
                         {"ctx", a.ctx},
