@@ -161,11 +161,9 @@ Result<std::unique_ptr<SpmJudge>> SpmJudge::Load(std::string_view model, const s
                          std::to_string(sp.GetPieceSize()) + " pieces, the runtime " +
                          std::to_string(rt.size()));
   for (int id = 0; id < rt.size(); ++id) {
-    if (sp.IdToPiece(id) != rt.piece(id) || sp.IsControl(id) != rt.IsControl(id) ||
-        sp.IsByte(id) != rt.IsByte(id) || sp.IsUnknown(id) != rt.IsUnknown(id))
-      return Status::Error(refuse + "its vocabulary: piece " + std::to_string(id) + " is " +
-                           Quote(sp.IdToPiece(id)) + " to the library, " + Quote(rt.piece(id)) +
-                           " to the runtime (or of another type)");
+    if (rt.TokenId(sp.IdToPiece(id)) != id || sp.IsControl(id) != rt.IsSpecial(id))
+      return Status::Error(refuse + "its vocabulary: piece " + std::to_string(id) + " (" +
+                           Quote(sp.IdToPiece(id)) + ") has another id or type in the runtime");
   }
   return j;
 }
@@ -218,10 +216,10 @@ std::vector<std::string> SpmJudge::Corpus() const {
       "\xEF\xBB\xBF byte order mark",
       "ﬁ ligature, full\xEF\xBC\xA1width, \xE2\x84\xAB",  // what NFKC would change
   };
-  const Tokenizer& rt = impl_->runtime;
-  for (int id = 0; id < rt.size(); ++id) {
-    if (rt.IsControl(id) || rt.IsByte(id) || rt.IsUnknown(id)) continue;
-    texts.push_back(rt.PieceBytes(id));
+  const auto& sp = impl_->library;
+  for (int id = 0; id < sp.GetPieceSize(); ++id) {
+    if (sp.IsControl(id) || sp.IsByte(id) || sp.IsUnknown(id)) continue;
+    texts.push_back(impl_->runtime.PieceBytes(id));
   }
   return texts;
 }
