@@ -139,6 +139,10 @@ Result<std::unique_ptr<ModelFile>> ModelFile::Open(const std::string& path, Opti
   // The table, then each entry field before anything uses it (messages included): rank before
   // shape, shape before size, size before range.
   uint64_t table_end = 0;
+  // Entries are read in place, so the table must sit at a multiple of their alignment.
+  if (h.table_offset % alignof(TensorEntry) != 0)
+    return fail("tensor table at offset " + std::to_string(h.table_offset) +
+                ": expected a multiple of " + std::to_string(alignof(TensorEntry)));
   if (h.table_offset < format::kHeaderSize || h.tensor_count > format::kMaxTensors ||
       !RangeWithin(h.table_offset, h.tensor_count, format::kEntrySize, size, &table_end))
     return fail("tensor table at offset " + std::to_string(h.table_offset) + " with " +

@@ -313,6 +313,26 @@ TEST_F(Hostile, Row3_MlmTableOffsetWraps) {
   ExpectOneErrorLine(c, "mobilellm", dir_ / "tw.mlm");
 }
 
+// Found by fuzz_model_file (UBSan): a table at an offset that is not a multiple of 8 was read in
+// place, entry by entry, from misaligned addresses (undefined behaviour; a trap on some CPUs).
+TEST_F(Hostile, MlmTableOffsetMisaligned) {
+  std::string b = testing::ReadAll(DemoModel());
+  uint64_t table;
+  std::memcpy(&table, &b[24], 8);
+  for (uint64_t shift : {1, 4, 7}) {
+    Patch<uint64_t>(b, 24, table + shift);
+    WriteAll(dir_ / "misaligned.mlm", b);
+    const auto f = ModelFile::Open(dir_ / "misaligned.mlm");
+    ASSERT_FALSE(f.ok());
+    EXPECT_NE(f.status().message().find("tensor table at offset " + std::to_string(table + shift) +
+                                        ": expected a multiple of 8"),
+              std::string::npos)
+        << f.status().message();
+  }
+  const Child c = RunChild(Mobilellm("info " + dir_ / "misaligned.mlm"));
+  ExpectOneErrorLine(c, "mobilellm", dir_ / "misaligned.mlm");
+}
+
 // Row 4: a panel-layout entry with rank 0x7FFFFFFF: the error path must not format the shape.
 TEST_F(Hostile, Row4_MlmHugeRankInAnErrorPath) {
   std::string b = testing::ReadAll(DemoModel());

@@ -238,7 +238,7 @@ struct FileHeader {
   uint32_t header_size;   // kHeaderSize; checked
   uint32_t alignment;     // data alignment in bytes, a power of two >= kMinAlignment; checked
   uint64_t file_size;     // total bytes; checked against the real size (truncation)
-  uint64_t table_offset;  // byte offset of the tensor table, >= header_size; checked
+  uint64_t table_offset;  // byte offset of the tensor table, >= header_size, 8-aligned; checked
   uint32_t tensor_count;  // entries in the table, <= kMaxTensors; checked to fit in the file
   uint32_t entry_size;    // kEntrySize; checked
   ConfigRecord config;    // checked by ModelConfig::Validate
