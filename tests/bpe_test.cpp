@@ -254,6 +254,10 @@ TEST(Bpe, ConverterRefusesWhatItCannotDo) {
   refuse(j, "added twice");
   j = SmallTokenizer(), j["added_tokens"][1]["content"] = std::string(300, 'x');
   refuse(j, "content must have 1..256 bytes");
+  // Found by fuzz_tokenizer_json: a vocabulary with no token for one single byte gave a blob the
+  // engine refuses; the converter now refuses it itself, in the engine's words.
+  j = SmallTokenizer(), j["model"]["vocab"].erase(ByteChar('~')), j["model"]["vocab"]["?~"] = 126;
+  refuse(j, "no vocabulary token for the single byte 126");
   refuse(json::array(), "not a tokenizer.json");
   const auto r = convert::TokenizerJsonToBlob("{\"model\": [1, 2", "tok.json");
   EXPECT_FALSE(r.ok());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mobilellm/model_file.h"
+#include "mobilellm/tokenizer.h"
 #include "mobilellm/untrusted.h"
 
 namespace mobilellm::convert {
@@ -335,6 +336,10 @@ Result<std::string> TokenizerJsonToBlob(std::string_view text, const std::string
   blob += merge_bytes;
   for (const auto& [id, flags] : added_list) Put32(&blob, id), Put32(&blob, flags);
   blob += text_bytes;
+  // What the engine would refuse is refused here, in its words (e.g. a byte with no token of its
+  // own), so that every blob this returns loads.
+  const auto engine = Tokenizer::Parse(format::TokenizerKind::kByteLevelBpe, blob);
+  if (!engine.ok()) return r.Error(engine.status().message());
   return blob;
 }
 
