@@ -170,7 +170,8 @@ Result<ChatTurn> Chat::Send(const ChatMessage& message, const GenerateOptions& o
     state_.cached_text += model.TokenBytes(tokens[i]);
     state_.boundaries.push_back({i + 1, state_.cached_text.size()});
   }
-  messages_.push_back({"assistant", r.text});
+  // The reply as the model wrote it, so that the next rendering holds the cached ids' bytes.
+  messages_.push_back({"assistant", r.bytes});
   return turn;
 }
 

@@ -147,11 +147,13 @@ Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt
   size_t emitted = 0;  // bytes of `bytes` already passed to on_text
   bytes.reserve(most * 8 + 16);
   r.text.reserve(most * 8 + 16);
+  // Passes bytes[emitted, upto) on as text: never a partial UTF-8 sequence (the callers cut at
+  // sequence boundaries), invalid bytes as the tokenizer's Decode shows them.
   auto emit = [&](size_t upto, int id) {
-    const std::string_view piece(bytes.data() + emitted, upto - emitted);
+    const size_t start = r.text.size();
+    model.tokenizer().AppendText(std::string_view(bytes).substr(emitted, upto - emitted), &r.text);
     emitted = upto;
-    r.text.append(piece);
-    return on_text ? on_text(piece, id) : true;
+    return on_text ? on_text(std::string_view(r.text).substr(start), id) : true;
   };
 
   r.stop_reason = StopReason::kMaxTokens;
@@ -198,12 +200,11 @@ Result<GenerateResult> Generate(Session& session, const std::vector<int>& prompt
     ++r.n_decoded;
   }
   if (r.stop_reason != StopReason::kStopString && r.stop_reason != StopReason::kCallback) {
-    // Flush held-back text; a dangling partial UTF-8 sequence becomes U+FFFD, as SentencePiece
-    // does.
-    const size_t complete = CompleteUtf8Prefix(bytes);
-    if (complete < bytes.size()) bytes = bytes.substr(0, complete) + "\xEF\xBF\xBD";
+    // Flush held-back text; a dangling partial UTF-8 sequence becomes U+FFFD as Decode has it.
     if (bytes.size() > emitted) emit(bytes.size(), r.ids.empty() ? -1 : r.ids.back());
   }
+  bytes.resize(emitted);
+  r.bytes = std::move(bytes);
   r.decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t1).count();
   return r;
 }

@@ -88,20 +88,19 @@ class ProtoReader {
   bool failed_ = false;
 };
 
-// Bytes as text: each byte that does not start a valid UTF-8 character becomes U+FFFD.
-std::string ValidUtf8(std::string_view bytes) {
-  std::string out;
+// Bytes as text, appended to `out`: each byte that does not start a valid UTF-8 character
+// becomes U+FFFD.
+void AppendValidUtf8(std::string_view bytes, std::string* out) {
   while (!bytes.empty()) {
     const size_t n = utf8::CharLen(bytes);
     if (n == 0) {
-      out += kReplacement;
+      out->append(kReplacement);
       bytes.remove_prefix(1);
     } else {
-      out.append(bytes.substr(0, n));
+      out->append(bytes.substr(0, n));
       bytes.remove_prefix(n);
     }
   }
-  return out;
 }
 
 // The byte a byte piece stands for ("<0x0A>" -> 10), or -1 if `piece` is not of that form.
@@ -393,7 +392,7 @@ std::string SentencePiece::Decode(const std::vector<int>& ids) const {
   // remove_extra_whitespaces, every leading "▁" goes until some text is out.
   bool at_start = true;
   const auto flush_bytes = [&] {
-    text += ValidUtf8(bytes);
+    AppendValidUtf8(bytes, &text);
     if (!bytes.empty()) at_start = false;
     bytes.clear();
   };
@@ -460,6 +459,13 @@ std::vector<int> Tokenizer::Encode(std::string_view text, bool continuation) con
 
 std::string Tokenizer::Decode(const std::vector<int>& ids) const {
   return bpe_ ? bpe_->Decode(ids) : spm_->Decode(ids);
+}
+
+void Tokenizer::AppendText(std::string_view bytes, std::string* out) const {
+  if (bpe_)
+    utf8::AppendLossy(bytes, out);
+  else
+    AppendValidUtf8(bytes, out);
 }
 
 std::string Tokenizer::PieceBytes(int id) const {

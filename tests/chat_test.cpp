@@ -158,9 +158,7 @@ TEST_F(ChatCli, StopReasons) {
   EXPECT_EQ(stopped["text"], before);
   const auto streamed = Chat("--temp 0 -n 10" + stop_flag, "Tell me\n");
   ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
-  std::string raw;  // the reply's bytes as streamed (the JSON text has U+FFFD for invalid UTF-8)
-  for (int id : first["ids"]) raw += model->TokenBytes(id);
-  EXPECT_EQ(streamed.out, raw.substr(0, raw.find(stop)) + "\n");
+  EXPECT_EQ(streamed.out, before + "\n");
 
   // EOS: the same model with the first reply token as its eos_token_id stops before it.
   TempDir dir;

@@ -196,7 +196,8 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int> prompt_ids;
   std::vector<int> ids;  // generated, EOS excluded
-  std::string text;      // exactly what was streamed
+  std::string text;      // exactly what was streamed: valid UTF-8, as the tokenizer decodes ids
+  std::string bytes;     // the bytes of `ids` that `text` shows (invalid UTF-8 kept as it came)
   StopReason stop_reason = StopReason::kMaxTokens;
   double prefill_ms = 0, decode_ms = 0;
   int n_decoded = 0;  // forward passes after the prompt

@@ -47,6 +47,10 @@ class Tokenizer {
   // SentencePiece "▁" as a space, <0x0A> as "\n", "" for control ids; byte-level BPE the token's
   // bytes (an added token's text). "" for ids out of range.
   std::string PieceBytes(int id) const;
+  // Appends `bytes` (PieceBytes of consecutive ids, not ending inside a UTF-8 sequence that could
+  // still complete) to `out` as Decode renders them: invalid UTF-8 as U+FFFD, one per byte
+  // (SentencePiece) or one per maximal invalid subpart (byte-level BPE, as TextDecoder).
+  void AppendText(std::string_view bytes, std::string* out) const;
 
   int size() const;
   // The id of the token written `piece` (SentencePiece: the piece as in the vocabulary, "▁" and
