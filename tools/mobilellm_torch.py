@@ -12,6 +12,7 @@ What it is not: fast, or a training framework. It is also the checkpoint writer 
 import json
 import math
 import os
+import shutil
 import struct
 
 import torch
@@ -180,7 +181,7 @@ def save_safetensors(tensors, path, metadata=None):
 
 
 def save_hf(model, out_dir, tokenizer_path, dtype=torch.float32, fmt="bin", shards=1, drop=()):
-    """Write an HF-layout checkpoint directory: config.json, tokenizer.model, weights.
+    """Write an HF-layout checkpoint directory: config.json, tokenizer.model (if given), weights.
 
     fmt: "bin" (torch.save zip/pickle) or "safetensors"; shards > 1 writes an *.index.json set.
     drop: tensor names to leave out (to test the converter's missing-tensor error).
@@ -190,8 +191,8 @@ def save_hf(model, out_dir, tokenizer_path, dtype=torch.float32, fmt="bin", shar
     cfg["torch_dtype"] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    with open(tokenizer_path, "rb") as src, open(os.path.join(out_dir, "tokenizer.model"), "wb") as dst:
-        dst.write(src.read())
+    if tokenizer_path:
+        shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.model"))
     sd = {k: v.to(dtype) for k, v in model.hf_state_dict().items() if k not in drop}
     names = list(sd)
     ext = "bin" if fmt == "bin" else "safetensors"

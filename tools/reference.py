@@ -188,15 +188,50 @@ def fixtures(out_dir, shared):
     print("fixtures written to", out_dir)
 
 
+def r1_llama3(out_dir, tokenizer_dir, prompt_json):
+    """An R1-shaped checkpoint on the real Llama-3 tokenizer (tests/bpe/r1_llama3.sh).
+
+    A small Llama4ForCausalLM with R1's vocabulary (128,256), BOS and EOS list, and R1's
+    tokenizer.json + tokenizer_config.json (chat template included), saved as bf16 safetensors;
+    golden.json holds the prompt's ids (Tokenizers.js's, from prompt_json) and 32 greedy ids."""
+    prompt = json.load(open(prompt_json))["ids"]
+    c = Llama4Config(vocab_size=128256, dim=64, ffn_dim=160, n_layers=3, n_heads=4, n_kv_heads=2,
+                     rope_theta=8e6, bos_id=128000, eos_ids=(128001, 128008, 128009), max_pos=512)
+    torch.manual_seed(20261203)
+    torch.set_num_threads(1)
+    m = Llama4Text(c)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.15)
+            else:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            p.copy_(p.to(torch.bfloat16).float())
+    hf = os.path.join(out_dir, "hf")
+    os.makedirs(hf, exist_ok=True)
+    save_hf(m, hf, None, dtype=torch.bfloat16, fmt="safetensors")
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copyfile(os.path.join(tokenizer_dir, f), os.path.join(hf, f))
+    greedy = m.greedy(prompt, 32)[len(prompt):]
+    with open(os.path.join(out_dir, "golden.json"), "w") as f:
+        json.dump({"prompt_ids": prompt, "greedy_ids": greedy, "eos_ids": c.eos_ids}, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fixtures", help="write test checkpoints and goldens")
     f.add_argument("out_dir")
     f.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
+    r = sub.add_parser("r1-llama3", help="an R1-shaped checkpoint on the real Llama-3 tokenizer")
+    r.add_argument("out_dir")
+    r.add_argument("--tokenizer-dir", required=True, help="holds tokenizer.json, tokenizer_config.json")
+    r.add_argument("--prompt", required=True, help="JSON with the prompt's ids")
     a = ap.parse_args()
     if a.cmd == "fixtures":
         fixtures(a.out_dir, a.shared)
+    else:
+        r1_llama3(a.out_dir, a.tokenizer_dir, a.prompt)
 
 
 if __name__ == "__main__":
