@@ -243,11 +243,12 @@ TEST_P(Kernels, MatmulQuantizedWeights) {
 // The panel layout (format.h) holds the same numbers as the planar one: the reference gives
 // bit-identical results on both, and every table's panel kernels (decode: 1 token; prefill: more,
 // past a group of 64) match the reference within float summation order. Sub-ranges of rows are
-// multiples of 16, as the engine splits them; wider than 256 blocks exercises the fallbacks.
+// multiples of 16, as the engine splits them (6 panels: a decode over four panel streams and the
+// panels left over); wider than 256 blocks exercises the fallbacks.
 void CheckMatmulQuantizedPanels(const MatmulUnderTest& m, int* checked) {
   for (DType dt : {DType::kQ8_0, DType::kQ4_0}) {
     for (int cols : {32, 96, 576, 1536, 2560, 8224}) {
-      for (int rows : {16, 48}) {
+      for (int rows : {16, 48, 112}) {
         for (int n_tok : {1, 2, 5, 16, 17, 70}) {  // AMX: one tile; one and a 1-token tail; 4 + 6
           if (cols > 2560 && n_tok > 2) continue;  // keeps the scalar reference quick
           const int r0 = rows > 16 ? 16 : 0, r1 = rows, stride = rows + 3;

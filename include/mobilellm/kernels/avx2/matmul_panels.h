@@ -64,33 +64,57 @@ inline void PanelBlockDot(const GroupFn& wg, const int8_t* xb, int32_t x_start, 
   }
 }
 
-// Decode from panels (format.h): the weights stream by as stored, one sequential stream, and the
-// float work (convert, scale, FMA) is shared by 8 rows instead of paid per row.
-template <DType kW>
-void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
-                int /*y_stride*/) {
+// Panels r, r + stride, ... (kStreams of them) against one token: each panel's blocks are one
+// sequential stream, and the float work (convert, scale, FMA) is shared by 8 rows.
+template <DType kW, int kStreams>
+inline void PanelStreams(const MatmulInput& in, const WeightView& w, const int32_t* x_start, int r,
+                         int stride, float* y) {
   const int nb = w.cols / format::kBlock, block_bytes = ref::PanelBlockBytes(w);
-  alignas(32) int32_t x_start[kMaxBlocks];
-  if constexpr (kW == DType::kQ4_0)
-    for (int b = 0; b < nb; ++b) x_start[b] = -8 * BlockSum(in.q + b * 32);
-  const uint8_t* block = ref::PanelBlock(w, r0, 0);  // one sequential stream: no prefetch needed
-  for (int r = r0; r < r1; r += format::kPanelRows) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    for (int b = 0; b < nb; ++b, block += block_bytes) {
-      const uint8_t* q = block + 2 * format::kPanelRows;
+  const uint8_t* block[kStreams];
+  __m256 acc[kStreams][2];
+  for (int s = 0; s < kStreams; ++s) {
+    block[s] = ref::PanelBlock(w, r + s * stride, 0);
+    acc[s][0] = acc[s][1] = _mm256_setzero_ps();
+  }
+  for (int b = 0; b < nb; ++b) {
+    const __m256 dx = _mm256_set1_ps(in.d[b]);
+    for (int s = 0; s < kStreams; ++s) {
+      const uint8_t* q = block[s] + 2 * format::kPanelRows;
       __m256i i0, i1;
       PanelBlockDot<kW>([q](int g, int h) { return PanelGroup<kW>(q, g, h); }, in.q + b * 32,
                         kW == DType::kQ4_0 ? x_start[b] : 0, &i0, &i1);
-      const __m256 dx = _mm256_set1_ps(in.d[b]);
-      const __m128i* d16 = reinterpret_cast<const __m128i*>(block);
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
-                             _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16)), dx), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
-                             _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16 + 1)), dx), acc1);
+      const __m128i* d16 = reinterpret_cast<const __m128i*>(block[s]);
+      acc[s][0] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
+                          _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16)), dx), acc[s][0]);
+      acc[s][1] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
+                          _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d16 + 1)), dx), acc[s][1]);
+      block[s] += block_bytes;
     }
-    _mm256_storeu_ps(y + r, acc0);
-    _mm256_storeu_ps(y + r + 8, acc1);
   }
+  for (int s = 0; s < kStreams; ++s) {
+    _mm256_storeu_ps(y + r + s * stride, acc[s][0]);
+    _mm256_storeu_ps(y + r + s * stride + 8, acc[s][1]);
+  }
+}
+
+// Decode from panels (format.h): the range's panels in kStreams parts, one panel of each at a
+// time, so the weights are that many sequential streams (see the float Gemv: one stream leaves a
+// core short of its share of DRAM bandwidth).
+template <DType kW>
+void GemvPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y,
+                int /*y_stride*/) {
+  constexpr int kStreams = 4;
+  const int nb = w.cols / format::kBlock;
+  alignas(32) int32_t x_start[kMaxBlocks];
+  if constexpr (kW == DType::kQ4_0)
+    for (int b = 0; b < nb; ++b) x_start[b] = -8 * BlockSum(in.q + b * 32);
+  const int part = (r1 - r0) / format::kPanelRows / kStreams * format::kPanelRows;
+  for (int r = r0; r < r0 + part; r += format::kPanelRows)
+    PanelStreams<kW, kStreams>(in, w, x_start, r, part, y);
+  for (int r = r0 + kStreams * part; r < r1; r += format::kPanelRows)
+    PanelStreams<kW, 1>(in, w, x_start, r, 0, y);
 }
 
 // Prefill, 16 rows at a time (r0 and r1 multiples of 16): a panel of 16 rows x 32 blocks is put
