@@ -17,6 +17,16 @@ using testing::TempDir;
 
 using testing::Hf;
 
+// Found by fuzz_unpickle (the ASan + UBSan replay of the 2026-12-03 campaign): a tensor with a
+// zero dimension reached memcpy with null pointers, which is undefined even for 0 bytes. Under the
+// sanitizer stage (-fno-sanitize-recover) the old code aborts here.
+TEST(ConvertTensor, EmptyTensorTouchesNothing) {
+  const convert::SourceTensor contiguous{"empty.bin", DType::kF32, {0, 4}, {4, 1}, nullptr};
+  convert::ConvertTensor(contiguous, DType::kF32, nullptr);
+  const convert::SourceTensor strided{"empty.bin", DType::kF16, {4, 0}, {1, 4}, nullptr};
+  convert::ConvertTensor(strided, DType::kF32, nullptr);
+}
+
 class ConvertCase : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ConvertCase, TensorsEqualTheSourceValues) {

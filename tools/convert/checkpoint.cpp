@@ -412,6 +412,7 @@ bool IsIgnorableHfTensor(const std::string& hf_name) {
 
 void ConvertTensor(const SourceTensor& src, DType dtype, uint8_t* dst) {
   const int64_t n = src.numel();
+  if (n == 0) return;  // an empty tensor may have no data at all: memcpy(nullptr, ...) is undefined
   const size_t esize = format::DTypeSize(uint32_t(dtype));
   if (src.dtype == dtype && src.strides == ContiguousStrides(src.shape)) {
     std::memcpy(dst, src.data, size_t(n) * esize);
