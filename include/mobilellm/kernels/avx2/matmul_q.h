@@ -118,8 +118,9 @@ inline float GemvRowQ4(const uint8_t* q, const int8_t* xq, const float* s, const
   return sum - 8.0f * corr;
 }
 
-// Decode with quantized weights: one row at a time, one sequential stream (see Gemv). Rows of up
-// to kMaxBlocks blocks: the scales sit in a stack array.
+// Decode with quantized weights in planar rows (a file converted to rows, or a matrix whose rows
+// are not a multiple of 16): one row at a time, one sequential stream; the panel GEMV reads four
+// (see GemvPanels). Rows of up to kMaxBlocks blocks: the scales sit in a stack array.
 template <DType kW>
 void GemvQ(const MatmulInput& in, const WeightView& w, int r0, int r1, float* y, int /*y_stride*/) {
   constexpr int kBlockBytes = kW == DType::kQ8_0 ? 32 : 16;
