@@ -7,7 +7,10 @@
 #   tools/fuzz.sh --campaign --seconds 3600 [T...]  a time per target; new inputs that add
 #                                                   coverage are merged into the seed corpus
 #   tools/fuzz.sh --campaign --minimise ...         ... and the corpus is then rewritten as the
-#                                                   smallest set with the same coverage
+#                                                   smallest set with the same coverage, leaving
+#                                                   out found inputs over 8 KiB (the repository
+#                                                   keeps small ones; named seeds stay whatever
+#                                                   their size)
 #   tools/fuzz.sh --campaign --fast ...             the campaign without ASan/UBSan (libFuzzer
 #                                                   alone, build-fuzz-fast/: several times the
 #                                                   executions a second; crashes, timeouts and
@@ -111,13 +114,18 @@ for t in "${targets[@]}"; do
     before=$(ls "$corpus" | wc -l)
     if [[ $minimise -eq 1 ]]; then
       # Named seeds (real files, crafted repros; fuzz_session_file and fuzz_tokenizer_spm load
-      # some by name) stay; what fuzzing found (libFuzzer names it by its SHA-1) is minimised.
+      # some by name) stay; what fuzzing found (libFuzzer names it by its SHA-1) is minimised,
+      # from the inputs of at most 8 KiB.
       rm -rf "$work.min" "$work.found" && mkdir -p "$work.min" "$work.found"
-      for f in "$corpus"/*; do
+      for f in "$corpus"/* "$work"/*; do
         [[ -f $f ]] || continue
-        if [[ $(basename "$f") =~ ^[0-9a-f]{40}$ ]]; then cp "$f" "$work.found/"; else cp "$f" "$work.min/"; fi
+        if [[ ! $(basename "$f") =~ ^[0-9a-f]{40}$ ]]; then
+          [[ $f == "$corpus"/* ]] && cp "$f" "$work.min/"
+        elif [[ $(stat -c %s "$f") -le 8192 ]]; then
+          cp "$f" "$work.found/"
+        fi
       done
-      "$run/tests/fuzz/$t" -merge=1 "${merge[@]}" "$work.min" "$work.found" "$work" >>"$log" 2>&1
+      "$run/tests/fuzz/$t" -merge=1 "${merge[@]}" "$work.min" "$work.found" >>"$log" 2>&1
       rm -rf "$corpus" "$work.found" && mv "$work.min" "$corpus"
     else
       "$run/tests/fuzz/$t" -merge=1 "${merge[@]}" "$corpus" "$work" >>"$log" 2>&1
