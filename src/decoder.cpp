@@ -16,15 +16,17 @@ class Decoder::Residual {
   Residual(Decoder& d, int n) : d_(d), n_(n) {}
   Residual& operator+=(const float* y) {
     const int dim = d_.c_.dim;
-    d_.sched_.PerToken(n_, [&](int t) { d_.k_.add(row(t), y + size_t(t) * dim, dim); });
+    d_.sched_.PerToken(n(), [&](int t) { d_.k_.add(row(t), y + size_t(t) * dim, dim); });
     return *this;
   }
-  float* row(int t) const { return &d_.x_[size_t(t) * d_.c_.dim]; }
-  int n() const { return n_; }
+  // From here on, only the last k rows: row(0) is the first of them.
+  void KeepLast(int k) { first_ = n_ - k; }
+  float* row(int t) const { return &d_.x_[size_t(first_ + t) * d_.c_.dim]; }
+  int n() const { return n_ - first_; }
 
  private:
   Decoder& d_;
-  int n_;
+  int n_, first_ = 0;
 };
 
 void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
@@ -35,12 +37,19 @@ void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
   // Weights are shared across repeats: stored block b runs n_repeat times in a row with the same
   // tensors, never copied. The KV cache is per logical layer l, since each repeat sees different
   // inputs and so caches different keys and values.
+  // The last layer caches every token's key and value, but Logits reads only the last token's
+  // output (without logits_all): its attention, o and FFN run for that row alone, which takes
+  // nearly 1/n_layers off a prefill. (llama.cpp does the same from the FFN on: inp_out_ids.)
   for (int b = 0; b < c.n_blocks; ++b) {
     const Block& blk = w_.blocks[b];
     for (int r = 0; r < c.n_repeat; ++r) {
       const int l = b * c.n_repeat + r;
-      x += Attention(blk, l, kv.Layer(l), RmsNorm(x, blk.attn_norm, kAttnNorm), n, pos0);
-      x += Ffn(blk, RmsNorm(x, blk.ffn_norm, kFfnNorm), n);
+      const int n_out = l + 1 == c.n_layers() && !opt_.logits_all ? 1 : n;
+      const float* att =
+          Attention(blk, l, kv.Layer(l), RmsNorm(x, blk.attn_norm, kAttnNorm), n, n_out, pos0);
+      x.KeepLast(n_out);
+      x += att;
+      x += Ffn(blk, RmsNorm(x, blk.ffn_norm, kFfnNorm), n_out);
     }
   }
   Logits(x);  // logits = output(norm(x))
@@ -50,9 +59,9 @@ void Decoder::Forward(KvCache& kv, const int* ids, int n, int pos0) {
 // o(attention(rope(q(h)), rope(k(h)), v(h))), causal, grouped-query; this pass's keys and values
 // join the cache first. On llama4_text (MobileLLM-R1) the layer's kind decides: RoPE then QK-norm,
 // or no position at all (NoPE) with temperature-tuned queries; chunked layers attend within their
-// chunk only.
+// chunk only. All n tokens are cached; the output is the last n_out tokens'.
 const float* Decoder::Attention(const Block& blk, int layer, KvCache::LayerView kv, const float* h,
-                                int n, int pos0) {
+                                int n, int n_out, int pos0) {
   const ModelConfig& c = c_;
   Matmuls(kQkv, n,
           {{h, &blk.attn_q, q_.data(), c.q_dim()},
@@ -60,8 +69,8 @@ const float* Decoder::Attention(const Block& blk, int layer, KvCache::LayerView 
            {h, &blk.attn_v, vb_.data(), c.kv_dim()}},
           /*int8_ready=*/true);
   PositionAndCache(layer, kv, n, pos0);
-  Attend(layer, kv, n, pos0);
-  return Matmuls(kAttnOut, n, {{att_.data(), &blk.attn_o, xb2_.data(), c.dim}}, false);
+  Attend(layer, kv, n - n_out, n, pos0);
+  return Matmuls(kAttnOut, n_out, {{att_.data(), &blk.attn_o, xb2_.data(), c.dim}}, false);
 }
 
 // SwiGLU: down(silu(gate(h)) * up(h)), the product made in the gate/up region.
@@ -138,24 +147,25 @@ void Decoder::ScaleNoPeQueries(float* q, int pos) const {
 }
 
 // att = softmax(q K^T / sqrt(head_dim)) V over the cached positions up to each token's own, from
-// the start of its chunk on a chunked layer (c.FirstKey). Query head h reads KV head
-// h / (n_heads / n_kv_heads).
-void Decoder::Attend(int layer, KvCache::LayerView kv, int n, int pos0) {
+// the start of its chunk on a chunked layer (c.FirstKey), for tokens [first, n): row t - first of
+// att. Query head h reads KV head h / (n_heads / n_kv_heads).
+void Decoder::Attend(int layer, KvCache::LayerView kv, int first, int n, int pos0) {
   const PhaseTimer timer(timing_, kAttention);
   const ModelConfig& c = c_;
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  const auto first_key = [&](int t) { return c.FirstKey(layer, pos0 + t); };
-  sched_.Attention(n, c.n_kv_heads, pos0, first_key, att_.data(),
+  const int p = pos0 + first;  // the first query's position
+  const auto first_key = [&](int t) { return c.FirstKey(layer, p + t); };
+  sched_.Attention(n - first, c.n_kv_heads, p, first_key, att_.data(),
                    [&](int t, int kvh, int p0, int p1, int thread, float* out, float* lse) {
                      mobilellm::Attend(k_, opt_.kv_type,
-                                       &q_[size_t(t) * c.q_dim() + kvh * group * hd], group,
+                                       &q_[size_t(first + t) * c.q_dim() + kvh * group * hd], group,
                                        kv.Keys(kvh, p0), kv.Values(kvh, p0), p1 - p0, hd, hd, scale,
                                        &scores_[size_t(thread) * group * opt_.n_ctx], out, lse);
                    });
   if (timing_)
     profile_.phases[kAttention].cache_bytes +=
-        uint64_t(pos0 + 1 - first_key(0)) * 2 * c.kv_dim() * (opt_.kv_type == DType::kF16 ? 2 : 4);
+        uint64_t(p + 1 - first_key(0)) * 2 * c.kv_dim() * (opt_.kv_type == DType::kF16 ? 2 : 4);
 }
 
 // Final norm and logits: every token's with logits_all, else only the last one's.

@@ -41,7 +41,7 @@ class Decoder {
   // read some (int8_inputs_), made while each row is in L1.
   const float* RmsNorm(const Residual& x, const Tensor& weight, Phase phase);
   const float* Attention(const Block& blk, int layer, KvCache::LayerView kv, const float* h, int n,
-                         int pos0);
+                         int n_out, int pos0);
   const float* Ffn(const Block& blk, const float* h, int n);
   void Logits(const Residual& x);
 
@@ -51,7 +51,7 @@ class Decoder {
   void ApplyRope(float* q, float* k, int pos) const;  // one token's q and k heads
   void QkNorm(float* q, float* k) const;              // weightless RMS norm of every head
   void ScaleNoPeQueries(float* q, int pos) const;     // q *= c.TemperatureScale(pos)
-  void Attend(int layer, KvCache::LayerView kv, int n, int pos0);
+  void Attend(int layer, KvCache::LayerView kv, int first, int n, int pos0);
 
   // One matmul region (Scheduler::Matmuls) timed as `phase`; returns the first job's output.
   // int8_ready: the input is the RmsNorm output, whose int8 blocks are made.
