@@ -17,11 +17,26 @@ namespace {  // internal linkage: each kernel TU its own copy, built with its ow
 // Each TU that includes this header (avx2, avxvnni, avx512vnni, amx and the test twins) lists its
 // own copies, compiled with its own flags.
 
-// Float weights: decode, then prefill.
+// Float weights: decode, then prefill (16-row panels, then the rows left over in 4-row tiles).
 constexpr MatmulKernel kFloatMatmuls[] = {
     {.name = "f32_gemv_avx2", .weights = DType::kF32, .max_tokens = 1, .fn = Gemv<DType::kF32>},
     {.name = "f16_gemv_avx2", .weights = DType::kF16, .max_tokens = 1, .fn = Gemv<DType::kF16>},
     {.name = "bf16_gemv_avx2", .weights = DType::kBF16, .max_tokens = 1, .fn = Gemv<DType::kBF16>},
+    {.name = "f32_gemm_panels_avx2",
+     .weights = DType::kF32,
+     .min_tokens = 2,
+     .row_multiple = 16,
+     .fn = GemmPanelsFloat<DType::kF32>},
+    {.name = "f16_gemm_panels_avx2",
+     .weights = DType::kF16,
+     .min_tokens = 2,
+     .row_multiple = 16,
+     .fn = GemmPanelsFloat<DType::kF16>},
+    {.name = "bf16_gemm_panels_avx2",
+     .weights = DType::kBF16,
+     .min_tokens = 2,
+     .row_multiple = 16,
+     .fn = GemmPanelsFloat<DType::kBF16>},
     {.name = "f32_gemm_tiles4x2_avx2", .weights = DType::kF32, .fn = GemmTiles4x2<DType::kF32>},
     {.name = "f16_gemm_tiles4x2_avx2", .weights = DType::kF16, .fn = GemmTiles4x2<DType::kF16>},
     {.name = "bf16_gemm_tiles4x2_avx2", .weights = DType::kBF16, .fn = GemmTiles4x2<DType::kBF16>},

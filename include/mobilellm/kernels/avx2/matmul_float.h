@@ -1,5 +1,9 @@
-// AVX2 matmuls with float weights (f32, f16, bf16): the decode GEMV and the 4 x 2 prefill tiles.
+// AVX2 matmuls with float weights (f32, f16, bf16): the decode GEMV, and for prefill the 16-row
+// panels and the 4 x 2 tiles that take the rows left over.
 #pragma once
+
+#include <algorithm>
+#include <type_traits>
 
 #include "mobilellm/kernels/avx2/common.h"
 
@@ -130,6 +134,98 @@ void GemmTiles4x2(const MatmulInput& in, const WeightView& wv, int r0, int r1, f
       float s = HSum(a0);
       for (int k = k8; k < cols; ++k) s += xa[k] * ref::WeightAt<kW>(w, w0 + k);
       y[int64_t(t) * y_stride + r] = s;
+    }
+  }
+}
+
+// Float weights, prefill, 16 rows at a time (r1 - r0 a multiple of 16): as the quantized panel
+// GEMM, lanes are rows. A panel of 16 rows x kK columns is converted to f32 and transposed into L1
+// once (panel[k] = column k of the 16 rows); then per 6 tokens, each column costs two loads of
+// it, six broadcasts of x and 12 FMAs into 12 accumulators (6 tokens x 16 rows) that need no
+// horizontal sum. The FMA ports are the limit, not the f16 conversion or the loads: GemmTiles4x2
+// converts each weight again for every pair of tokens and sums every dot horizontally.
+// Columns in chunks of kK, the chunk outermost, so a chunk of x (kTokens x kK, 128 KB) stays in
+// L2 across all the rows' panels.
+
+// The 8 x 8 block of v (8 rows of 8 columns) transposed in place: v[j] = column j.
+inline void Transpose8x8(__m256* v) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// panel[k][i] = w[r + i, k0 + k] as f32, for i < 16 and k < kc.
+template <DType kW>
+inline void PackFloatPanel(const WeightView& wv, int r, int k0, int kc, float (*panel)[16]) {
+  const int64_t cols = wv.cols;
+  int k = 0;
+  for (; k + 8 <= kc; k += 8)
+    for (int h = 0; h < 16; h += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = Load8<kW>(wv.data, (r + h + i) * cols + k0 + k);
+      Transpose8x8(v);
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(panel[k + j] + h, v[j]);
+    }
+  for (; k < kc; ++k)
+    for (int i = 0; i < 16; ++i) panel[k][i] = ref::WeightAt<kW>(wv.data, (r + i) * cols + k0 + k);
+}
+
+// y[t, 0..16) (+)= sum over k < kc of panel[k] * x[t, k], for the kT tokens from x and y (rows
+// `x_stride` and `y_stride` apart); `add` for every column chunk after the first.
+template <int kT>
+inline void PanelTokens(const float (*panel)[16], int kc, const float* x, int64_t x_stride,
+                        float* y, int64_t y_stride, bool add) {
+  __m256 acc[kT][2];
+  for (int j = 0; j < kT; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m256 w0 = _mm256_load_ps(panel[k]), w1 = _mm256_load_ps(panel[k] + 8);
+    for (int j = 0; j < kT; ++j) {
+      const __m256 xb = _mm256_broadcast_ss(x + j * x_stride + k);
+      acc[j][0] = _mm256_fmadd_ps(w0, xb, acc[j][0]);
+      acc[j][1] = _mm256_fmadd_ps(w1, xb, acc[j][1]);
+    }
+  }
+  for (int j = 0; j < kT; ++j)
+    for (int h = 0; h < 2; ++h) {
+      float* out = y + j * y_stride + 8 * h;
+      _mm256_storeu_ps(out, add ? _mm256_add_ps(acc[j][h], _mm256_loadu_ps(out)) : acc[j][h]);
+    }
+}
+
+template <DType kW>
+void GemmPanelsFloat(const MatmulInput& in, const WeightView& wv, int r0, int r1, float* y,
+                     int y_stride) {
+  constexpr int kK = 256, kTokens = 128, kT = 6;
+  alignas(32) float panel[kK][16];  // 16 KB
+  const int cols = wv.cols;
+  for (int t0 = 0; t0 < in.n_tokens; t0 += kTokens) {
+    const int t1 = std::min(in.n_tokens, t0 + kTokens);
+    for (int k0 = 0; k0 < cols; k0 += kK) {
+      const int kc = std::min(kK, cols - k0);
+      for (int r = r0; r < r1; r += 16) {
+        PackFloatPanel<kW>(wv, r, k0, kc, panel);
+        const auto run = [&](auto tokens, int t) {
+          PanelTokens<decltype(tokens)::value>(panel, kc, in.x + int64_t(t) * cols + k0, cols,
+                                               y + int64_t(t) * y_stride + r, y_stride, k0 > 0);
+        };
+        int t = t0;  // 6 tokens at a time, then 4, 2 and 1 of those left
+        for (; t + kT <= t1; t += kT) run(std::integral_constant<int, kT>{}, t);
+        if (t + 4 <= t1) run(std::integral_constant<int, 4>{}, t), t += 4;
+        if (t + 2 <= t1) run(std::integral_constant<int, 2>{}, t), t += 2;
+        if (t < t1) run(std::integral_constant<int, 1>{}, t);
+      }
     }
   }
 }
