@@ -148,6 +148,7 @@ void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
   alignas(32) uint32_t panel[kChunk][8][16];  // 16 KB: [block][group][row]
   alignas(32) float row_scale[kChunk][16];
   alignas(32) int32_t x_start[kW == DType::kQ4_0 ? kGroup : 1][kMaxBlocks];
+  alignas(32) int8_t x_abs[kW == DType::kQ8_0 ? kGroup : 1][kChunk * 32];  // q8_0: 64 KB
   for (int t0 = 0; t0 < in.n_tokens; t0 += kGroup) {
     const int t1 = std::min(in.n_tokens, t0 + kGroup);
     if constexpr (kW == DType::kQ4_0) {
@@ -155,9 +156,16 @@ void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
         for (int b = 0; b < nb; ++b)
           x_start[t - t0][b] = -8 * BlockSum(in.q + int64_t(t) * cols + int64_t(b) * 32);
     }
-    for (int r = r0; r < r1; r += 16) {
-      for (int b0 = 0; b0 < nb; b0 += kChunk) {
-        const int n = std::min(kChunk, nb - b0);
+    for (int b0 = 0; b0 < nb; b0 += kChunk) {
+      const int n = std::min(kChunk, nb - b0);
+      // q8_0: the tokens' |x| for the chunk, made once for all rows (the ALU is the limit).
+      if constexpr (kW == DType::kQ8_0)
+        for (int t = t0; t < t1; ++t)
+          for (int j = 0; j < n; ++j)
+            _mm256_store_si256(reinterpret_cast<__m256i*>(x_abs[t - t0] + 32 * j),
+                               _mm256_abs_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                   in.q + int64_t(t) * cols + (b0 + j) * 32))));
+      for (int r = r0; r < r1; r += 16) {
         for (int j = 0; kStored && j < n; ++j) {
           const uint8_t* q = ref::PanelQuants(w, r, b0 + j);
           for (int g = 0; g < 8; ++g)
@@ -173,13 +181,6 @@ void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
         if constexpr (!kStored) panels::Gather<1>(w, r, b0, n, UnpackBlock<kW>, panel, row_scale);
         for (int t = t0; t < t1; ++t) {
           const int8_t* xt = in.q + int64_t(t) * cols;
-          // q8_0: this token's |x| for the chunk, made once for the 16 rows (the ALU is the limit).
-          alignas(32) int8_t x_abs[kW == DType::kQ8_0 ? kChunk * 32 : 1];
-          if constexpr (kW == DType::kQ8_0)
-            for (int j = 0; j < n; ++j)
-              _mm256_store_si256(reinterpret_cast<__m256i*>(x_abs + 32 * j),
-                                 _mm256_abs_epi8(_mm256_loadu_si256(
-                                     reinterpret_cast<const __m256i*>(xt + (b0 + j) * 32))));
           __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
           for (int j = 0; j < n; ++j) {
             const int b = b0 + j;
@@ -189,7 +190,7 @@ void GemmPanels(const MatmulInput& in, const WeightView& w, int r0, int r1, floa
                   return _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[j][g] + 8 * h));
                 },
                 xt + int64_t(b) * 32, kW == DType::kQ4_0 ? x_start[t - t0][b] : 0, &i0, &i1,
-                kW == DType::kQ8_0 ? x_abs + 32 * j : nullptr);
+                kW == DType::kQ8_0 ? x_abs[t - t0] + 32 * j : nullptr);
             const __m256 dx = _mm256_set1_ps(in.d[int64_t(t) * nb + b]);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0),
                                    _mm256_mul_ps(_mm256_load_ps(row_scale[j]), dx), acc0);
