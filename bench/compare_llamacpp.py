@@ -194,7 +194,10 @@ def main():
             weight_mib = os.path.getsize(ours[d]) / 1048576.0  # the working set: the weights, ~all of the file
             for k in range(a.rounds):
                 print("round %d/%d: llama.cpp %s %dT ..." % (k + 1, a.rounds, d, t), file=sys.stderr)
-                out = subprocess.run(["node", "bench_llamacpp.mjs", "--model", ggufs[d],
+                # Forked by a small shell, not exec'd from here: Linux carries a process's peak RSS
+                # across exec, so node's own figure would include this process's (GGUF writing,
+                # the PyTorch check: over 1 GB).
+                out = subprocess.run(["/bin/sh", "-c", '"$@" & wait $!', "sh", "node", "bench_llamacpp.mjs", "--model", ggufs[d],
                                       "--threads", str(t), "--prompt", "128", "--gen", "128", "--reps", str(a.reps),
                                       "--warmup", "1"], cwd=peers, check=True, capture_output=True, text=True).stdout
                 ll = json.loads(out.strip().splitlines()[-1])
